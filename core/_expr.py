@@ -1,0 +1,727 @@
+"""Templates and expressions: sandboxed Jinja2, plus a static reference extractor.
+
+Every config value and attribute of a workflow may hold Jinja2 template syntax;
+conditions and per-item expressions may be written with or without ``{{ }}``.
+Compilation happens once per distinct text (``functools.lru_cache``) and does
+four things in order:
+
+1. **Alias rewriting.** ``$config``, ``$secrets`` and ``$context`` are not
+   valid Jinja, so a small scanner drops the ``$`` wherever it stands in code:
+   inside ``{{ }}`` and ``{% %}`` blocks of a template, anywhere in a bare
+   expression, but never inside string literals, comments or ``{% raw %}``
+   blocks. Line numbers are unchanged by the rewrite.
+2. **Parsing and the sandbox check.** The text is parsed once with
+   ``env.parse`` (or, for a bare expression, Jinja's expression parser) and
+   the AST is walked: attribute or item access to a name starting with ``_``
+   and ``{% import %}``/``{% include %}``/``{% extends %}`` are rejected with
+   :class:`SandboxError` before anything runs. The environment is an
+   :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (outputs are shared
+   between nodes and must never be mutated); whatever it still catches at
+   run time is re-raised as :class:`SandboxError` too.
+3. **Reference extraction.** The same AST yields :class:`References`: the
+   free names a text reads and the literal node ids of ``nodes['x']``,
+   ``nodes.x`` and ``nodes.get('x')``. The planner turns them into edges.
+4. **Code generation.** A text that is exactly one ``{{ expr }}`` (ignoring
+   surrounding whitespace) is compiled like ``env.compile_expression`` from
+   the already-parsed AST, so rendering returns the *native* value (a list
+   stays a list). Any other template renders to a string. A text with no
+   template syntax at all is *static*: rendering returns it unchanged without
+   touching Jinja.
+
+Undefined names and attributes fail loudly (``StrictUndefined``), including
+an undefined value returned as, or directly inside, a native result.
+Lazy results (generators from ``map``/``select``, ``range``) are materialised
+as lists so that an output can be read more than once. No raw Jinja exception
+escapes this module: compile problems raise :class:`ExpressionError` with
+``lineno``; evaluation problems raise it chained from the cause.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NoReturn
+
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError, TemplateAssertionError, TemplateSyntaxError
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ._errors import ExpressionError, SandboxError
+
+__all__ = [
+    "NO_REFERENCES",
+    "SCOPE_NAMES",
+    "Expression",
+    "References",
+    "Template",
+    "compile_expression",
+    "compile_template",
+    "is_template",
+    "render_value",
+    "value_references",
+]
+
+SCOPE_NAMES: frozenset[str] = frozenset(
+    {
+        "input",
+        "config",
+        "secrets",
+        "context",
+        "nodes",
+        "item",
+        "index",
+        "branch",
+        "iteration",
+        "error",
+        "primary_input",
+        "acc",
+    }
+)
+"""Names the runtime itself may put in a scope; any other free name is a node id."""
+
+_CACHE_SIZE = 4096
+
+
+# --- references -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    """What a template or expression reads, found statically.
+
+    ``names`` are the free names read (aliases reported without ``$``), never
+    names bound inside the text (``{% for %}``/``{% set %}``/``{% with %}``
+    targets, macro arguments, ``loop``) nor Jinja globals such as ``range``.
+    ``nodes`` are the literal ids of ``nodes['x']``, ``nodes.x`` and
+    ``nodes.get('x')``. ``dynamic_nodes`` is true when ``nodes`` is used any
+    other way (a computed key, iteration, ``nodes.items()``), so the set of
+    nodes read cannot be known before running.
+    """
+
+    names: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
+    dynamic_nodes: bool = False
+
+    EMPTY: ClassVar[References]
+
+    def __or__(self, other: References) -> References:
+        """The union of two reference sets."""
+        if not (other.names or other.nodes or other.dynamic_nodes):
+            return self
+        if not (self.names or self.nodes or self.dynamic_nodes):
+            return other
+        return References(
+            self.names | other.names,
+            self.nodes | other.nodes,
+            self.dynamic_nodes or other.dynamic_nodes,
+        )
+
+
+References.EMPTY = References()
+NO_REFERENCES = References.EMPTY
+"""The references of text that reads nothing (same object as ``References.EMPTY``)."""
+
+
+# --- the environment ------------------------------------------------------------------
+
+
+def _fromjson(text: str) -> Any:
+    """Parse a JSON document (``'[1, 2]' | fromjson``)."""
+    return json.loads(text)
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    """Serialise to JSON as a plain string, keeping key order and non-ASCII text."""
+    return json.dumps(value, indent=indent, ensure_ascii=False)
+
+
+def _make_environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        # A rendered value keeps its trailing newline, as static text does.
+        keep_trailing_newline=True,
+    )
+    env.filters["fromjson"] = _fromjson
+    # Jinja's own tojson HTML-escapes and returns Markup; workflows want plain JSON.
+    env.filters["tojson"] = _tojson
+    return env
+
+
+_ENV = _make_environment()
+_GLOBAL_NAMES = frozenset(_ENV.globals)
+
+
+# --- alias rewriting ------------------------------------------------------------------
+
+_ALIAS = re.compile(r"\$(config|secrets|context)(?![A-Za-z0-9_])")
+_TAG_OPEN = re.compile(r"\{\{|\{%|\{#")
+_RAW_BEGIN = re.compile(r"\{%[-+]?\s*raw\s*[-+]?%\}")
+_RAW_END = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
+_OPENING = "([{"
+_CLOSING = ")]}"
+
+
+def _rewrite_code(text: str, pos: int, closer: str | None) -> tuple[str, int]:
+    """Rewrite aliases in code from ``pos`` up to ``closer`` at bracket depth 0 (or the end).
+
+    Returns the rewritten code including the closer, and the index after it.
+    Brackets are balanced as Jinja's lexer does, so ``{{ {'a': {}} }}`` ends
+    at the last ``}}``.
+    """
+    out: list[str] = []
+    depth = 0
+    start = i = pos
+    n = len(text)
+    while i < n:
+        char = text[i]
+        if closer is not None and depth == 0 and text.startswith(closer, i):
+            out.append(text[start : i + len(closer)])
+            return "".join(out), i + len(closer)
+        if char in "'\"":
+            i += 1
+            while i < n and text[i] != char:
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+            continue
+        if char == "$" and (alias := _ALIAS.match(text, i)):
+            out.append(text[start:i])
+            start = i + 1
+            i = alias.end()
+            continue
+        if char in _OPENING:
+            depth += 1
+        elif char in _CLOSING and depth:
+            depth -= 1
+        i += 1
+    out.append(text[start:])
+    return "".join(out), n
+
+
+def _rewrite_template(text: str) -> str:
+    """``text`` with ``$config``/``$secrets``/``$context`` rewritten inside template code."""
+    if "$" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while match := _TAG_OPEN.search(text, pos):
+        start = match.start()
+        out.append(text[pos:start])
+        opener = match.group()
+        if opener == "{#":
+            end = text.find("#}", start + 2)
+            pos = len(text) if end < 0 else end + 2
+            out.append(text[start:pos])
+        elif raw := _RAW_BEGIN.match(text, start):
+            end_raw = _RAW_END.search(text, raw.end())
+            pos = len(text) if end_raw is None else end_raw.end()
+            out.append(text[start:pos])
+        else:
+            code, pos = _rewrite_code(text, start + 2, "}}" if opener == "{{" else "%}")
+            out.append(opener)
+            out.append(code)
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _rewrite_expression(text: str) -> str:
+    """A bare expression with the aliases rewritten outside string literals."""
+    return _rewrite_code(text, 0, None)[0] if "$" in text else text
+
+
+# --- static checks --------------------------------------------------------------------
+
+_IMPORT_TAGS: dict[type[nodes.Node], str] = {
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+    nodes.Include: "include",
+    nodes.Extends: "extends",
+}
+# Filters whose first positional argument names an attribute to look up.
+_ATTRIBUTE_FILTERS = frozenset({"attr", "selectattr", "rejectattr", "groupby"})
+
+
+def _unsafe(name: str, lineno: int) -> SandboxError:
+    return SandboxError(f"unsafe access to {name!r} is not allowed in expressions", lineno=lineno)
+
+
+def _check_attribute_argument(arg: nodes.Node) -> None:
+    """Reject a literal attribute path with a private part (``'a.__class__'``)."""
+    if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+        for part in arg.value.split("."):
+            if part.startswith("_"):
+                raise _unsafe(part, arg.lineno)
+
+
+def _post_order(tree: nodes.Node) -> Iterator[nodes.Node]:
+    """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``."""
+    for child in tree.iter_child_nodes():
+        yield from _post_order(child)
+    yield tree
+
+
+def _check_sandbox(tree: nodes.Node) -> None:
+    """Raise SandboxError for private attribute/item access or an import anywhere in ``tree``.
+
+    The first offence in reading order is reported.
+    """
+    for node in _post_order(tree):
+        if isinstance(node, nodes.Getattr | nodes.NSRef):
+            if node.attr.startswith("_"):
+                raise _unsafe(node.attr, node.lineno)
+        elif isinstance(node, nodes.Getitem):
+            key = node.arg
+            if isinstance(key, nodes.Const) and str(key.value).startswith("_"):
+                raise _unsafe(str(key.value), node.lineno)
+        elif isinstance(node, nodes.Filter | nodes.Test):
+            if node.name in _ATTRIBUTE_FILTERS and node.args:
+                _check_attribute_argument(node.args[0])
+            for keyword in node.kwargs:
+                if keyword.key == "attribute":
+                    _check_attribute_argument(keyword.value)
+        elif (tag := _IMPORT_TAGS.get(type(node))) is not None:
+            raise SandboxError(
+                f"imports are not allowed in expressions: found {{% {tag} %}}",
+                lineno=node.lineno,
+            )
+
+
+# --- reference extraction -------------------------------------------------------------
+
+# ``nodes.<name>`` is a dict attribute, not a node id, when ``nodes`` is a dict.
+_MAPPING_ATTRIBUTES = frozenset(name for name in dir(dict) if not name.startswith("_"))
+_MACRO_NAMES = frozenset({"varargs", "kwargs", "caller"})
+
+
+def _target_names(target: nodes.Node) -> set[str]:
+    """Names bound by an assignment target (``x``, ``a, (b, c)``); NSRef binds none."""
+    if isinstance(target, nodes.Name):
+        return {target.name}
+    if isinstance(target, nodes.Tuple):
+        return {name for item in target.items for name in _target_names(item)}
+    return set()
+
+
+class _ReferenceCollector:
+    """Walks a Jinja AST tracking locally bound names, as Jinja's own scoping does.
+
+    ``bound`` sets passed around are the names bound at that point of the
+    scope; statements of one scope are visited in order and may add to it.
+    ``{% if %}`` shares its scope (a ``set`` in a branch stays visible after
+    it); loops, macros, ``with`` and blocks get a copy.
+    """
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.nodes: set[str] = set()
+        self.dynamic_nodes = False
+
+    def references(self) -> References:
+        if not (self.names or self.nodes or self.dynamic_nodes):
+            return References.EMPTY
+        return References(frozenset(self.names), frozenset(self.nodes), self.dynamic_nodes)
+
+    def statements(self, body: Iterable[nodes.Node], bound: set[str]) -> None:
+        """Visit statements in order. Mutates ``bound`` with the names they bind."""
+        for node in body:
+            self.statement(node, bound)
+
+    def statement(self, node: nodes.Node, bound: set[str]) -> None:
+        if isinstance(node, nodes.For):
+            self.expression(node.iter, bound)
+            inner = bound | _target_names(node.target) | {"loop"}
+            if node.test is not None:
+                self.expression(node.test, inner)
+            self.statements(node.body, inner)
+            self.statements(node.else_, set(bound))
+        elif isinstance(node, nodes.If):
+            self.expression(node.test, bound)
+            self.statements(node.body, bound)
+            self.statements(node.elif_, bound)
+            self.statements(node.else_, bound)
+        elif isinstance(node, nodes.Assign):
+            self.expression(node.node, bound)
+            self.expression(node.target, bound)  # an NSRef target reads its namespace
+            bound |= _target_names(node.target)
+        elif isinstance(node, nodes.AssignBlock):
+            self.statements(node.body, set(bound))
+            if node.filter is not None:
+                self.expression(node.filter, bound)
+            self.expression(node.target, bound)
+            bound |= _target_names(node.target)
+        elif isinstance(node, nodes.With):
+            for value in node.values:
+                self.expression(value, bound)
+            inner = set(bound)
+            for target in node.targets:
+                inner |= _target_names(target)
+            self.statements(node.body, inner)
+        elif isinstance(node, nodes.Macro | nodes.CallBlock):
+            if isinstance(node, nodes.CallBlock):
+                self.expression(node.call, bound)
+            for default in node.defaults:
+                self.expression(default, bound)
+            inner = bound | _MACRO_NAMES | {arg.name for arg in node.args}
+            self.statements(node.body, inner)
+            if isinstance(node, nodes.Macro):
+                bound.add(node.name)
+        else:
+            # Output, FilterBlock, Block, scopes: expressions in the current
+            # scope, nested statements in a copy of it.
+            for child in node.iter_child_nodes():
+                if isinstance(child, nodes.Stmt):
+                    self.statement(child, set(bound))
+                else:
+                    self.expression(child, bound)
+
+    def _is_scope_nodes(self, node: nodes.Node, bound: set[str]) -> bool:
+        return isinstance(node, nodes.Name) and node.name == "nodes" and "nodes" not in bound
+
+    def expression(self, node: nodes.Node, bound: set[str]) -> None:
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load" and node.name not in bound and node.name not in _GLOBAL_NAMES:
+                self.names.add(node.name)
+                if node.name == "nodes":
+                    self.dynamic_nodes = True  # bare ``nodes``: iterated, filtered, ...
+            return
+        if isinstance(node, nodes.NSRef):
+            if node.name not in bound:
+                self.names.add(node.name)
+            return
+        if isinstance(node, nodes.Getattr) and self._is_scope_nodes(node.node, bound):
+            self.names.add("nodes")
+            if node.attr in _MAPPING_ATTRIBUTES:
+                self.dynamic_nodes = True
+            else:
+                self.nodes.add(node.attr)
+            return
+        if isinstance(node, nodes.Getitem) and self._is_scope_nodes(node.node, bound):
+            self.names.add("nodes")
+            self._node_key(node.arg, bound)
+            return
+        if (
+            isinstance(node, nodes.Call)
+            and isinstance(node.node, nodes.Getattr)
+            and node.node.attr == "get"
+            and self._is_scope_nodes(node.node.node, bound)
+        ):
+            self.names.add("nodes")
+            if node.args:
+                self._node_key(node.args[0], bound)
+                rest: list[nodes.Node] = list(node.args[1:])
+            else:
+                self.dynamic_nodes = True
+                rest = []
+            rest.extend(node.kwargs)
+            rest.extend(n for n in (node.dyn_args, node.dyn_kwargs) if n is not None)
+            for child in rest:
+                self.expression(child, bound)
+            return
+        for child in node.iter_child_nodes():
+            self.expression(child, bound)
+
+    def _node_key(self, key: nodes.Node, bound: set[str]) -> None:
+        if isinstance(key, nodes.Const) and isinstance(key.value, str):
+            self.nodes.add(key.value)
+        else:
+            self.dynamic_nodes = True
+            self.expression(key, bound)
+
+
+def _collect_references(tree: nodes.Node) -> References:
+    collector = _ReferenceCollector()
+    if isinstance(tree, nodes.Template):
+        collector.statements(tree.body, set())
+    else:
+        collector.expression(tree, set())
+    return collector.references()
+
+
+# --- compilation ----------------------------------------------------------------------
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _syntax_error(kind: str, exc: TemplateSyntaxError) -> ExpressionError:
+    """An ExpressionError for a Jinja compile-time error; ``lineno`` counts from 1 in the text."""
+    # The code generator's errors (unknown filter) are not about syntax.
+    what = (
+        f"invalid {kind}" if isinstance(exc, TemplateAssertionError) else f"invalid {kind} syntax"
+    )
+    detail = _one_line(exc.message or str(exc))
+    return ExpressionError(f"{what}: {detail} (line {exc.lineno})", lineno=exc.lineno)
+
+
+def _literal_depth(node: nodes.Node) -> int:
+    """How deeply list/tuple/dict literals nest in an expression."""
+    below = max((_literal_depth(child) for child in node.iter_child_nodes()), default=0)
+    return below + 1 if isinstance(node, nodes.List | nodes.Tuple | nodes.Dict) else below
+
+
+def _is_path(node: nodes.Node) -> bool:
+    """True for ``a``, ``a.b``, ``a['b'].c``, constants: they only read existing values."""
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Const):
+            return False
+        node = node.node
+    return isinstance(node, nodes.Name | nodes.Const)
+
+
+def _find_undefined(value: Any, depth: int) -> Undefined | None:
+    """An Undefined in ``value`` or in its list/tuple/dict items down to ``depth`` levels."""
+    if isinstance(value, Undefined):
+        return value
+    if depth <= 0:
+        return None
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return None
+    for item in items:
+        if (found := _find_undefined(item, depth - 1)) is not None:
+            return found
+    return None
+
+
+def _raise_undefined(value: Undefined) -> NoReturn:
+    """Raise the error a StrictUndefined carries (UndefinedError, or SecurityError)."""
+    str(value)  # StrictUndefined raises its stored error on any use
+    raise AssertionError("unreachable: StrictUndefined did not raise")  # pragma: no cover
+
+
+def _native_program(expr: nodes.Expr) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile one expression AST to a function returning its native value.
+
+    This is what ``env.compile_expression`` does, minus the second parse and
+    with ``undefined_to_none=False`` so an undefined result raises instead of
+    silently becoming None.
+    """
+    assign = nodes.Assign(nodes.Name("result", "store"), expr, lineno=expr.lineno)
+    tree = nodes.Template([assign], lineno=1)
+    tree.set_environment(_ENV)
+    evaluate = TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
+    # Path expressions return scope values (never holding Undefined) or one
+    # Undefined; results built by literals or filters are scanned as deep as
+    # the literals nest (at least one level, for ``map(attribute=...)``).
+    depth = 0 if _is_path(expr) else max(1, _literal_depth(expr))
+
+    def run(scope: Mapping[str, Any]) -> Any:
+        value = evaluate(scope)
+        if isinstance(value, Iterator | range):
+            value = list(value)
+        if (undefined := _find_undefined(value, depth)) is not None:
+            _raise_undefined(undefined)
+        return value
+
+    return run
+
+
+def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
+    """The expression of a template that is exactly one ``{{ expr }}`` plus whitespace."""
+    if len(tree.body) != 1 or not isinstance(output := tree.body[0], nodes.Output):
+        return None
+    found: nodes.Expr | None = None
+    for node in output.nodes:
+        if isinstance(node, nodes.TemplateData):
+            if node.data.strip():
+                return None
+        elif found is None:
+            found = node
+        else:
+            return None
+    return found
+
+
+def _parse_template(text: str, kind: str) -> nodes.Template:
+    try:
+        tree = _ENV.parse(_rewrite_template(text))
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(kind, exc) from None
+    _check_sandbox(tree)
+    return tree
+
+
+def _parse_bare_expression(text: str) -> nodes.Expr:
+    """Parse an expression written without braces; raises TemplateSyntaxError."""
+    parser = Parser(_ENV, _rewrite_expression(text), state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        parser.fail("unexpected text after the expression", parser.stream.current.lineno)
+    return expr
+
+
+def _evaluation_error(source: str, exc: Exception) -> ExpressionError:
+    message = _one_line(str(exc)) or type(exc).__name__
+    error_type = SandboxError if isinstance(exc, SecurityError) else ExpressionError
+    return error_type(f"error evaluating {source!r}: {message}")
+
+
+def _compile(tree: nodes.Template | nodes.Expr, kind: str) -> Callable[[Mapping[str, Any]], Any]:
+    """Generate code for a parsed template or bare expression.
+
+    A template that is one ``{{ expr }}`` gets a native program, any other a
+    text one. Raises ExpressionError for errors the code generator finds,
+    such as an unknown filter.
+    """
+    expr = _single_expression(tree) if isinstance(tree, nodes.Template) else tree
+    try:
+        if expr is not None:
+            return _native_program(expr)
+        assert isinstance(tree, nodes.Template)
+        return _ENV.from_string(tree).render
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(kind, exc) from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Template:
+    """A compiled config value or attribute; get one from :func:`compile_template`.
+
+    ``is_static`` texts have no template syntax and render to themselves.
+    ``is_expression`` texts are exactly one ``{{ expr }}`` (surrounding
+    whitespace ignored) and render to the native value; all others render to
+    a string.
+    """
+
+    source: str
+    is_static: bool
+    is_expression: bool
+    references: References
+    # None exactly when is_static.
+    _program: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False)
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        """Render with the names in ``scope``.
+
+        Raises ExpressionError if evaluation fails (undefined name, bad
+        operand, failing filter) and SandboxError for an unsafe operation.
+        """
+        program = self._program
+        if program is None:
+            return self.source
+        try:
+            return program(scope)
+        except Exception as exc:
+            raise _evaluation_error(self.source, exc) from exc
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Expression:
+    """A compiled expression or condition; get one from :func:`compile_expression`."""
+
+    source: str
+    references: References
+    _program: Callable[[Mapping[str, Any]], Any] = field(repr=False)
+
+    def evaluate(self, scope: Mapping[str, Any]) -> Any:
+        """The native value of the expression with the names in ``scope``.
+
+        Raises ExpressionError if evaluation fails and SandboxError for an
+        unsafe operation.
+        """
+        try:
+            return self._program(scope)
+        except Exception as exc:
+            raise _evaluation_error(self.source, exc) from exc
+
+    def test(self, scope: Mapping[str, Any]) -> bool:
+        """The truthiness of :meth:`evaluate`, for conditions."""
+        return bool(self.evaluate(scope))
+
+
+def is_template(text: str) -> bool:
+    """True if ``text`` contains template syntax: ``{{``, ``{%`` or ``{#``."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def compile_template(text: str) -> Template:
+    """Compile a config value or attribute; the same text returns the same object.
+
+    Raises ExpressionError (with ``lineno``) for a syntax error or an unknown
+    filter, and SandboxError for private attribute access or imports.
+    """
+    if not is_template(text):
+        return Template(text, is_static=True, is_expression=False, references=References.EMPTY)
+    tree = _parse_template(text, "template")
+    return Template(
+        text,
+        is_static=False,
+        is_expression=_single_expression(tree) is not None,
+        references=_collect_references(tree),
+        _program=_compile(tree, "template"),
+    )
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def compile_expression(text: str) -> Expression:
+    """Compile an expression written with or without braces (``a > 1``, ``{{ a > 1 }}``).
+
+    The same text returns the same object. Text around the braces, several
+    ``{{ }}`` blocks or ``{% %}`` statements raise ExpressionError; so does a
+    syntax error (with ``lineno``). Unsafe access raises SandboxError.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise ExpressionError(
+            f"empty expression {text!r}: write e.g. 'item.active' or '{{{{ item.active }}}}'"
+        )
+    not_single = ExpressionError(
+        f"{text!r} must be a single expression, e.g. 'item.active' or '{{{{ item.active }}}}'"
+    )
+    if stripped.startswith("{{") and stripped.endswith("}}"):
+        tree = _parse_template(text, "expression")
+        if _single_expression(tree) is None:
+            raise not_single
+        return Expression(text, _collect_references(tree), _compile(tree, "expression"))
+    try:
+        expr = _parse_bare_expression(text)
+    except TemplateSyntaxError as exc:
+        if is_template(stripped):
+            raise not_single from None
+        raise _syntax_error("expression", exc) from None
+    _check_sandbox(expr)
+    return Expression(text, _collect_references(expr), _compile(expr, "expression"))
+
+
+def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Render every string leaf of nested dicts, lists and tuples with ``scope``.
+
+    Containers are rebuilt (dict keys are not rendered); other values are
+    returned as they are.
+    """
+    if isinstance(value, str):
+        return compile_template(value).render(scope)
+    if isinstance(value, dict):
+        return {key: render_value(item, scope) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render_value(item, scope) for item in value]
+    if isinstance(value, tuple):
+        return tuple(render_value(item, scope) for item in value)
+    return value
+
+
+def value_references(value: Any) -> References:
+    """The union of the references of every string leaf of a nested dict/list/tuple value."""
+    if isinstance(value, str):
+        return compile_template(value).references
+    if isinstance(value, dict):
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return References.EMPTY
+    result = References.EMPTY
+    for item in items:
+        result |= value_references(item)
+    return result
