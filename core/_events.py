@@ -1,0 +1,454 @@
+"""The core's vocabulary: results, observable events, inputs and commands.
+
+The scheduler is driven as ``commands = scheduler.handle(input)``:
+
+* *inputs* (:class:`PermitsGranted`, :class:`TaskSucceeded`, :class:`TimerFired`,
+  supervisor decisions...) are what the outside world reports;
+* *commands* (:class:`StartTask`, :class:`RequestPermits`, :class:`StartTimer`,
+  :class:`Escalate`, :class:`Emit`...) are what it asks the outside world to do.
+
+Attempts are identified by a *token*, unique within a run, so a late report
+from a superseded attempt (one abandoned after its timeout, say) can never be
+mistaken for the current one.
+
+*Events* (subclasses of :class:`RunEvent`) are the observable history of a
+run: they go to ``on_event`` callbacks, the JSON-lines log and the snapshot
+writer, in order within a run. All of these are frozen values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ._model import RetrySpec, TaskNode
+
+__all__ = [
+    "AbandonTask",
+    "CancelRun",
+    "CancelTask",
+    "CancelTimer",
+    "CheckpointDecided",
+    "CheckpointWaiting",
+    "Command",
+    "Emit",
+    "ErrorInfo",
+    "Escalate",
+    "FailNode",
+    "FaultInjected",
+    "NodeCancelled",
+    "NodeFailed",
+    "NodeResult",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeSucceeded",
+    "PermitsGranted",
+    "ReleasePermits",
+    "RequestPermits",
+    "RetryNode",
+    "RunEvent",
+    "RunFallback",
+    "RunFinished",
+    "RunStarted",
+    "StartTask",
+    "StartTimer",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskSucceeded",
+    "TimerFired",
+    "WithdrawPermits",
+]
+
+Status = Literal["pending", "running", "waiting", "succeeded", "failed", "cancelled", "skipped"]
+RunStatus = Literal["running", "completed", "failed", "cancelled", "paused"]
+
+
+# --- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A failure as recorded: exception type name, message and traceback text.
+
+    ``retryable`` and ``permanent`` are the classification made where the
+    exception was caught (a permanent error is never retried, not even under
+    ``when="always"``); ``node`` is the path of the node once recorded.
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+    retryable: bool = False
+    permanent: bool = False
+    #: Seconds the failing service asked to wait (HTTP ``Retry-After``), if any.
+    retry_after: float | None = None
+    node: str | None = None
+    attempt: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public shape: ``{"node", "type", "message", "traceback"}``."""
+        return {
+            "node": self.node,
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+        }
+
+    def __str__(self) -> str:
+        where = f"{self.node}: " if self.node else ""
+        return f"{where}{self.type}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """What happened to one node execution (one path; iterations have their own).
+
+    When a fallback ran, ``fallback`` names it; ``error`` is then the
+    primary's error if the fallback succeeded, or the fallback's own error
+    with ``primary_error`` the primary's if it failed too.
+    """
+
+    node: str
+    status: Status
+    output: Any = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    fallback: str | None = None
+    primary_error: ErrorInfo | None = None
+    abandoned: bool = False
+    reason: str | None = None
+
+    @property
+    def errors(self) -> tuple[ErrorInfo, ...]:
+        """Every error recorded for this node, the primary's first."""
+        return tuple(e for e in (self.primary_error, self.error) if e is not None)
+
+
+# --- observable events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEvent:
+    """Base of the observable events. ``at`` is wall-clock time (seconds since the epoch)."""
+
+    name: ClassVar[str] = "run.event"
+    run_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(RunEvent):
+    """The run began (or resumed)."""
+
+    name: ClassVar[str] = "run.started"
+    workflow: str
+    seed: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStarted(RunEvent):
+    """An attempt of a task node started (``fallback`` names the fallback node when it is one)."""
+
+    name: ClassVar[str] = "node.started"
+    path: str
+    node: str
+    attempt: int
+    fallback: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRetrying(RunEvent):
+    """An attempt failed and another follows after ``delay`` seconds (or a fallback runs)."""
+
+    name: ClassVar[str] = "node.retrying"
+    path: str
+    node: str
+    attempt: int
+    delay: float
+    error: ErrorInfo
+    fallback: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSucceeded(RunEvent):
+    """A node finished with an output (``reused`` when taken from a resumed snapshot)."""
+
+    name: ClassVar[str] = "node.succeeded"
+    path: str
+    node: str
+    attempt: int
+    result: NodeResult
+    reused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeFailed(RunEvent):
+    """A node failed for good: retries and fallback, if any, are spent."""
+
+    name: ClassVar[str] = "node.failed"
+    path: str
+    node: str
+    attempt: int
+    error: ErrorInfo
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeCancelled(RunEvent):
+    """A node stopped because the run or its parallel/foreach no longer needed it."""
+
+    name: ClassVar[str] = "node.cancelled"
+    path: str
+    node: str
+    attempt: int
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSkipped(RunEvent):
+    """A node will not run: an untaken branch, or downstream of a failure."""
+
+    name: ClassVar[str] = "node.skipped"
+    path: str
+    node: str
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointWaiting(RunEvent):
+    """A checkpoint waits for a decision; ``deadline`` (wall clock) when it has a timeout."""
+
+    name: ClassVar[str] = "checkpoint.waiting"
+    path: str
+    node: str
+    prompt: str
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultInjected(RunEvent):
+    """The fault plan injected ``fault`` into an attempt."""
+
+    name: ClassVar[str] = "fault.injected"
+    path: str
+    node: str
+    attempt: int
+    fault: str
+    rule: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(RunEvent):
+    """The run ended; ``reason`` says why it was cancelled, paused or failed early."""
+
+    name: ClassVar[str] = "run.finished"
+    status: RunStatus
+    reason: str | None = None
+    errors: tuple[ErrorInfo, ...] = ()
+    abandoned: int = 0
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PermitsGranted:
+    """The semaphore granted ``count`` permits to this run."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSucceeded:
+    """The attempt ``token`` returned ``output``; ``encoded`` is its snapshot encoding, if made."""
+
+    token: int
+    output: Any
+    encoded: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """The attempt ``token`` raised (or its executor died: ``error.type == 'NodeCrashedError'``)."""
+
+    token: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCancelled:
+    """The attempt ``token`` stopped because it saw its cancellation."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """The timer ``timer`` started by :class:`StartTimer` is due."""
+
+    timer: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    """Stop the run: ``reason`` is ``cancelled``, ``timeout`` or ``interrupted``."""
+
+    reason: str = "cancelled"
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointDecided:
+    """A person (or program) approved or rejected the checkpoint at ``path``."""
+
+    path: str
+    approve: bool
+
+
+# Supervisor decisions, answering an Escalate.
+
+
+@dataclass(frozen=True, slots=True)
+class RetryNode:
+    """Run the node at ``path`` again after ``delay`` seconds."""
+
+    path: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFallback:
+    """Run the node's fallback in its place."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailNode:
+    """The node at ``path`` has failed for good; ``fail_fast`` stops the whole run."""
+
+    path: str
+    fail_fast: bool
+    reason: str | None = None
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPermits:
+    """Ask the semaphore for ``count`` more permits (answered by PermitsGranted)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePermits:
+    """Give ``count`` held permits back."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawPermits:
+    """Drop up to ``count`` requests still queued at the semaphore (no longer needed)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTask:
+    """Execute one attempt of a task node.
+
+    ``node`` is the node to run (the fallback's node for a fallback); ``scope``
+    is the template scope, None when the node has no templates.
+    """
+
+    token: int
+    path: str
+    attempt: int
+    node: TaskNode
+    input: Any
+    scope: dict[str, Any] | None = None
+    fault: Any = None
+    fallback_for: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """Ask attempt ``token`` to stop (cooperatively: set its cancellation token)."""
+
+    token: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonTask:
+    """Stop waiting for attempt ``token``: it ignored cancellation past its grace period."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Deliver ``TimerFired(timer)`` after ``delay`` seconds."""
+
+    timer: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """The timer ``timer`` is no longer needed (firing it anyway is harmless)."""
+
+    timer: int
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """An attempt failed: the supervisor must answer with RetryNode, RunFallback or FailNode."""
+
+    path: str
+    node: str
+    attempt: int
+    error: ErrorInfo
+    is_fallback: bool = False
+    retry: RetrySpec | None = None
+    has_fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Publish an observable event; ``payload`` carries a succeeded output's snapshot encoding."""
+
+    event: RunEvent
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The run is over; nothing more will be asked. The scheduler's ``result()`` has it all."""
+
+    status: RunStatus
+    reason: str | None = None
+    errors: tuple[ErrorInfo, ...] = field(default=())
+
+
+Command = (
+    RequestPermits
+    | ReleasePermits
+    | WithdrawPermits
+    | StartTask
+    | CancelTask
+    | AbandonTask
+    | StartTimer
+    | CancelTimer
+    | Escalate
+    | Emit
+    | Finished
+)
