@@ -55,6 +55,7 @@ from ._errors import ExpressionError, SandboxError
 
 __all__ = [
     "NO_REFERENCES",
+    "RESERVED_NAMES",
     "SCOPE_NAMES",
     "Expression",
     "References",
@@ -155,6 +156,12 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
 
 _ENV = _make_environment()
 _GLOBAL_NAMES = frozenset(_ENV.globals)
+
+#: Names a node id may not take: the scope names, Jinja's globals and its
+#: literal constants. A node called ``range`` could never be read as ``range.output``.
+RESERVED_NAMES: frozenset[str] = (
+    SCOPE_NAMES | _GLOBAL_NAMES | frozenset({"true", "false", "none", "True", "False", "None"})
+)
 
 
 # --- alias rewriting ------------------------------------------------------------------

@@ -172,7 +172,7 @@ class _Analyser:
         self.infos: dict[str, _Info] = {}
         self.scopes: dict[ScopeKey, Scope] = {}
         self.scope_nodes: dict[ScopeKey, list[Node]] = {}
-        self.fallback_of: dict[str, str] = {}  # fallback id -> first primary id
+        self.fallback_of: dict[str, list[str]] = {}  # fallback id -> the primaries it serves
         self.first_cycle: tuple[str, ...] | None = None
 
     # -- entry ---------------------------------------------------------------------
@@ -271,7 +271,7 @@ class _Analyser:
                     "(a fallback runs once: no retry, no further fallback)",
                 )
             else:
-                self.fallback_of.setdefault(fallback, nid)
+                self.fallback_of.setdefault(fallback, []).append(nid)
 
     # -- pass 2: references --------------------------------------------------------
 
@@ -358,13 +358,12 @@ class _Analyser:
         self, info: _Info, pn: PlannedNode, edges: dict[ScopeKey, set[tuple[str, str]]]
     ) -> None:
         node = info.node
-        # A fallback's references are the primary's dependencies: it runs in its place.
-        owner_info = info
-        if node.id in self.fallback_of:
-            owner_info = self.infos[self.fallback_of[node.id]]
+        # A fallback's references are its primaries' dependencies: it runs in their
+        # place, so each primary waits for what the fallback reads.
+        owners = [self.infos[p] for p in self.fallback_of.get(node.id, ())] or [info]
         inputs: list[Ref] = []
         for target in node.inputs:
-            ref = self._resolve(owner_info, target, node.loc, edges, what="input")
+            ref = self._resolve_all(owners, node.id, target, node.loc, edges, what="input")
             if ref is not None:
                 inputs.append(ref)
         refs: dict[str, Ref] = {}
@@ -394,13 +393,9 @@ class _Analyser:
                 )
             for target in targets:
                 body = isinstance(node, LoopNode | WhileNode) and self._inside(target, node.id)
-                ref = self._resolve(owner_info, target, node.loc, edges, what="reference")
+                ref = self._resolve_all(owners, node.id, target, node.loc, edges, what="reference")
                 if ref is not None:
                     (body_refs if body else refs)[target] = ref
-        if owner_info is not info:
-            # Stored on the fallback for building its scope; the edges went to the primary.
-            pn.inputs, pn.refs = tuple(inputs), tuple(sorted(refs.values(), key=_ref_id))
-            return
         pn.inputs = tuple(inputs)
         pn.refs = tuple(sorted(refs.values(), key=_ref_id))
         pn.body_refs = tuple(sorted(body_refs.values(), key=_ref_id))
@@ -409,17 +404,45 @@ class _Analyser:
         info = self.infos.get(target)
         return info is not None and any(rep == control for _, rep in info.chain[1:])
 
-    def _resolve(
+    def _resolve_all(
         self,
-        info: _Info,
+        owners: list[_Info],
+        reader: str,
         target: str,
         loc: Location,
         edges: dict[ScopeKey, set[tuple[str, str]]],
         *,
         what: str,
     ) -> Ref | None:
-        """Turn ``info.node`` reading ``target`` into a scope edge, or report why it cannot."""
-        nid = info.node.id
+        """Resolve ``reader``'s read of ``target`` for each node it runs as (itself, or the
+        primaries of a fallback); problems are reported once, naming ``reader``."""
+        first: Ref | None = None
+        for position, owner in enumerate(owners):
+            mark = len(self.diagnostics)
+            ref = self._resolve(owner, reader, target, loc, edges, what=what)
+            if position == 0:
+                first = ref
+            elif len(self.diagnostics) > mark:
+                del self.diagnostics[mark:]  # the same problem, already reported
+        return first
+
+    def _resolve(
+        self,
+        info: _Info,
+        reader: str,
+        target: str,
+        loc: Location,
+        edges: dict[ScopeKey, set[tuple[str, str]]],
+        *,
+        what: str,
+    ) -> Ref | None:
+        """Turn ``info.node`` reading ``target`` into a scope edge, or report why it cannot.
+
+        ``reader`` is the node whose template or input it is (a fallback reads on
+        behalf of its primary ``info``); messages name the reader.
+        """
+        nid = reader
+        owner_id = info.node.id
         tinfo = self.infos.get(target)
         if tinfo is None:
             kind = "input" if what == "input" else "node"
@@ -431,12 +454,12 @@ class _Analyser:
                 f"{target!r} is a fallback node and never runs on its own; {nid!r} cannot read it",
             )
             return None
-        if target == nid:
-            self._cycle(info.node, (nid, nid))
+        if target == nid or target == owner_id:
+            self._cycle(self.infos[nid].node, (target, nid, target) if target != nid else (nid, nid))
             return None
         if tinfo.scope == info.scope:
             # The common case: two nodes of the same body.
-            edges[info.scope].add((target, nid))
+            edges[info.scope].add((target, owner_id))
             return Ref(target, tinfo.depth)
         tscopes = {scope: position for position, (scope, _) in enumerate(tinfo.chain)}
         for i, (scope, rep) in enumerate(info.chain):
@@ -445,7 +468,7 @@ class _Analyser:
                 continue
             trep = tinfo.chain[j][1]
             if rep == trep:
-                return self._resolve_within(info, tinfo, i, j, loc)
+                return self._resolve_within(info, reader, tinfo, i, j, loc, what)
             for inner_scope, _ in tinfo.chain[:j]:
                 owner = self.scopes[inner_scope]
                 if owner.repeating:
@@ -464,12 +487,12 @@ class _Analyser:
         raise AssertionError("every node shares the workflow scope")  # pragma: no cover
 
     def _resolve_within(
-        self, info: _Info, tinfo: _Info, i: int, j: int, loc: Location
+        self, info: _Info, reader: str, tinfo: _Info, i: int, j: int, loc: Location, what: str
     ) -> Ref | None:
-        nid, target = info.node.id, tinfo.node.id
+        nid, target = reader, tinfo.node.id
         if j == 0:
             self._error(loc, f"{nid!r} is inside {target!r} and cannot read it")
-        elif i == 0 and isinstance(info.node, LoopNode | WhileNode):
+        elif i == 0 and isinstance(info.node, LoopNode | WhileNode) and what != "input":
             nested = [
                 self.scopes[scope].owner
                 for scope, _ in tinfo.chain[: j - 1]
@@ -563,26 +586,34 @@ def _topological(nodes: Sequence[PlannedNode]) -> list[int] | None:
 
 def _find_cycle(nodes: Sequence[PlannedNode]) -> tuple[str, ...]:
     """A cycle as ids in data-flow order, starting and ending at its earliest-declared node."""
-    # Trim everything that cannot be on a cycle, then walk dependencies from the
-    # earliest survivor until a node repeats.
-    alive = set(range(len(nodes)))
-    changed = True
-    while changed:
-        changed = False
-        for i in sorted(alive):
-            if not any(d in alive for d in nodes[i].deps) or not any(
-                d in alive for d in nodes[i].dependents
-            ):
-                alive.discard(i)
-                changed = True
-    start = min(alive)
+    # Trim, with a worklist, every node that cannot be on a cycle (no live
+    # dependency or no live dependent), then walk dependencies from the earliest
+    # survivor until a node repeats. Linear in nodes plus edges.
+    alive = [True] * len(nodes)
+    live_deps = [len(pn.deps) for pn in nodes]
+    live_dependents = [len(pn.dependents) for pn in nodes]
+    work = [i for i in range(len(nodes)) if not live_deps[i] or not live_dependents[i]]
+    while work:
+        i = work.pop()
+        if not alive[i]:
+            continue
+        alive[i] = False
+        for d in nodes[i].dependents:
+            live_deps[d] -= 1
+            if alive[d] and not live_deps[d]:
+                work.append(d)
+        for d in nodes[i].deps:
+            live_dependents[d] -= 1
+            if alive[d] and not live_dependents[d]:
+                work.append(d)
+    start = alive.index(True)
     seen: dict[int, int] = {}
     walk: list[int] = []
     current = start
     while current not in seen:
         seen[current] = len(walk)
         walk.append(current)
-        current = min(d for d in nodes[current].deps if d in alive)
+        current = min(d for d in nodes[current].deps if alive[d])
     loop = walk[seen[current] :]
     # ``loop`` follows dependencies backwards; reverse it into data-flow order and
     # rotate it to begin at its earliest-declared node.

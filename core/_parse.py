@@ -60,7 +60,7 @@ import yaml
 
 from ._duration import parse_duration
 from ._errors import Diagnostic, ExpressionError, WorkflowError
-from ._expr import SCOPE_NAMES, compile_expression, compile_template, is_template
+from ._expr import RESERVED_NAMES, SCOPE_NAMES, compile_expression, compile_template, is_template
 from ._model import (
     BranchNode,
     BreakNode,
@@ -1120,7 +1120,7 @@ class _Parser:
                 f"invalid id {node_id!r}: expected a letter or digit first, "
                 "then letters, digits, '_', '.' or '-'",
             )
-        elif node_id in SCOPE_NAMES:
+        elif node_id in RESERVED_NAMES:
             self.error(loc, f"id {node_id!r} is reserved")
         elif node_id in self.ids:
             first = self.ids[node_id]
