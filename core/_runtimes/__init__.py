@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from wavecrest.core._registry import RuntimeSpec, register_runtime, runtime_keys
 
 from ._files import FILE_RUNTIMES
+from ._http import HTTP_RUNTIMES
 from ._transforms import TRANSFORM_RUNTIMES
 
 __all__ = ["BUILTIN_RUNTIMES", "register_builtins"]
 
 #: Every built-in runtime this package provides.
-BUILTIN_RUNTIMES: tuple[RuntimeSpec, ...] = (*TRANSFORM_RUNTIMES, *FILE_RUNTIMES)
+BUILTIN_RUNTIMES: tuple[RuntimeSpec, ...] = (*TRANSFORM_RUNTIMES, *FILE_RUNTIMES, *HTTP_RUNTIMES)
 
 
 def register_builtins(specs: Iterable[RuntimeSpec]) -> None:
