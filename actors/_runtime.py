@@ -1,0 +1,395 @@
+"""The embedding API: :class:`Runtime`, :class:`RunHandle`, run_workflow, resume_workflow.
+
+A Runtime owns what its runs share: the thread pool actors run on, the timer
+thread, one FIFO :class:`SemaphoreActor` that caps running task nodes across
+all its runs, and the :class:`EventDispatcher` that calls event callbacks.
+Each submitted run gets its own supervisor tree and is otherwise isolated:
+one run failing or being cancelled never touches another.
+
+``run_workflow`` is a Runtime of its own around one run. Closing a Runtime
+cancels its runs (or, with ``wait=True``, lets them finish) and then stops
+every actor and thread it started.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from pykka import ActorDeadError
+from wavecrest.core import (
+    RunEvent,
+    RunResult,
+    RuntimeClosedError,
+    SemaphoreStatistics,
+    Workflow,
+)
+
+from ._dispatch import EventDispatcher, Subscribers
+from ._pool import ThreadPool
+from ._prepare import (
+    DEFAULT_CONCURRENCY,
+    PreparedRun,
+    default_state_dir,
+    load_record,
+    prepare_resume,
+    prepare_run,
+)
+from ._semaphore import SemaphoreActor
+from ._supervisor import Cancel, Decide, RunSupervisor, Services
+from ._timers import TimerService
+
+__all__ = ["RunHandle", "Runtime", "resume_workflow", "run_workflow"]
+
+Callback = Callable[[RunEvent], Any]
+
+
+class RunHandle:
+    """A submitted run: its id, its future result, and a way to cancel it.
+
+    ``future`` is a :class:`concurrent.futures.Future` of the
+    :class:`~wavecrest.core.RunResult`, so ``asyncio.wrap_future`` works.
+    """
+
+    def __init__(self, run_id: str, workflow: str) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.future: Future[RunResult] = Future()
+        self._supervisor: Any = None
+
+    @property
+    def status(self) -> str:
+        """``running`` until the run ends, then the result's status."""
+        if self.future.done():
+            return self.future.result().status
+        return "running"
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> RunResult:
+        """Wait for the run's result; TimeoutError if it is not done within ``timeout`` seconds."""
+        try:
+            return self.future.result(timeout)
+        except FutureTimeout:
+            raise TimeoutError(
+                f"run {self.run_id} did not finish within {timeout} seconds"
+            ) from None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the run to stop: in-flight nodes are cancelled cooperatively, nothing new starts.
+
+        Its result then has status ``cancelled`` (or its real outcome if it ended first).
+        Cancelling a finished run does nothing.
+        """
+        self._tell(Cancel(reason))
+
+    def approve(self, path: str | None = None) -> None:
+        """Approve the checkpoint at ``path`` (every waiting checkpoint when None)."""
+        self._tell(Decide(path, True))
+
+    def reject(self, path: str | None = None) -> None:
+        """Reject the checkpoint at ``path`` (every waiting checkpoint when None)."""
+        self._tell(Decide(path, False))
+
+    def _tell(self, message: Any) -> None:
+        if self._supervisor is None or self.future.done():
+            return
+        try:
+            self._supervisor.tell(message)
+        except ActorDeadError:
+            pass  # it finished meanwhile
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.workflow} {self.run_id} {self.status}>"
+
+
+class Runtime:
+    """Runs workflows concurrently under one FIFO cap on running task nodes.
+
+    ``max_concurrency`` caps running task nodes across every run of this
+    Runtime; each run can have a lower cap of its own. ``on_event`` subscribes
+    to the events of every run (see :meth:`subscribe`).
+    """
+
+    def __init__(
+        self,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        on_event: Callback | None = None,
+        name: str = "wavecrest",
+    ) -> None:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        self._pool = ThreadPool(name)
+        self._timers = TimerService(f"{name}-timers")
+        self._subscribers = Subscribers()
+        if on_event is not None:
+            self._subscribers.add(on_event)
+        self._semaphore = SemaphoreActor.start(self._pool, max_concurrency)
+        self._dispatcher = EventDispatcher.start(self._pool, self._subscribers)
+        self._services = Services(
+            self._pool, self._timers, self._semaphore, self._dispatcher, self._subscribers
+        )
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunHandle] = {}
+        self._closed = False
+        self.leftover_threads: list[threading.Thread] = []
+
+    # -- runs --------------------------------------------------------------------
+
+    def submit(
+        self,
+        workflow: Workflow | str | os.PathLike[str],
+        *,
+        config: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        max_concurrency: int | None = None,
+        mode: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        keep_going: bool = False,
+        faults: Any = None,
+        seed: int | None = None,
+        on_event: Callback | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start a run without waiting for it; takes run_workflow's options.
+
+        Bad input (workflow, config, secrets, options, fault plan) raises here,
+        before anything starts.
+        """
+        self._check_open()
+        prepared = prepare_run(
+            workflow,
+            config=config,
+            secrets=secrets,
+            max_concurrency=max_concurrency,
+            mode=mode,
+            state_dir=state_dir,
+            timeout=timeout,
+            keep_going=keep_going,
+            faults=faults,
+            seed=seed,
+            on_event=on_event,
+            run_id=run_id,
+            default_concurrency=self.max_concurrency,
+        )
+        return self._start(prepared)
+
+    def resume(
+        self,
+        run: str | os.PathLike[str],
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        approve: bool | None = None,
+        force: bool = False,
+        on_event: Callback | None = None,
+    ) -> RunHandle:
+        """Continue a run from its snapshot (see :func:`resume_workflow`)."""
+        self._check_open()
+        path, record = load_record(run, state_dir)
+        if record.status == "completed":
+            # Nothing is left to do: the handle resolves at once with the stored result.
+            handle = RunHandle(record.run_id, record.workflow)
+            handle.future.set_result(record_result(record, str(path)))
+            return handle
+        prepared = prepare_resume(
+            path,
+            state_dir=state_dir,
+            config=config,
+            secrets=secrets,
+            approve=approve,
+            force=force,
+            on_event=on_event,
+        )
+        return self._start(prepared)
+
+    def _start(self, prepared: PreparedRun) -> RunHandle:
+        handle = RunHandle(prepared.run_id, prepared.workflow.name)
+        with self._lock:
+            if self._closed:
+                raise RuntimeClosedError(
+                    "this Runtime is closed; create a new one to run workflows"
+                )
+            if prepared.run_id in self._runs:
+                raise ValueError(f"run {prepared.run_id} is already running in this Runtime")
+            self._runs[prepared.run_id] = handle
+
+        def resolve(result: RunResult) -> None:
+            with self._lock:
+                self._runs.pop(prepared.run_id, None)
+            handle.future.set_result(result)
+
+        handle._supervisor = RunSupervisor.start(self._pool, prepared, self._services, resolve)
+        return handle
+
+    def runs(self) -> list[RunHandle]:
+        """The runs still in progress."""
+        with self._lock:
+            return list(self._runs.values())
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Receive the events of every run of this Runtime; returns a function that unsubscribes.
+
+        Callbacks run on the Runtime's dispatcher thread, in order within each
+        run; one that is slow or raises never blocks or breaks a run.
+        """
+        return self._subscribers.add(callback)
+
+    def statistics(self) -> SemaphoreStatistics:
+        """The shared semaphore's state: capacity, free permits, held, queued."""
+        return self._semaphore.proxy().statistics().get(timeout=10)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeClosedError("this Runtime is closed; create a new one to run workflows")
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self, wait: bool = False, timeout: float | None = 60.0) -> None:
+        """Stop the Runtime: cancel its runs (or let them finish with ``wait=True``), then
+        stop every actor and thread it started. Closing twice is harmless.
+
+        Threads still running a runtime that ignored cancellation are left
+        (they are daemons) and listed in ``leftover_threads``.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            handles = list(self._runs.values())
+        if not wait:
+            for handle in handles:
+                handle.cancel("cancelled")
+        for handle in handles:
+            try:
+                handle.result(timeout)
+            except TimeoutError:
+                handle.cancel("cancelled")
+                handle.result(timeout)
+        try:
+            # Every event told before now is delivered before the dispatcher stops.
+            self._dispatcher.stop(block=True, timeout=timeout)
+        except ActorDeadError:
+            pass
+        try:
+            self._semaphore.stop(block=True, timeout=timeout)
+        except ActorDeadError:
+            pass
+        self._timers.close()
+        # Every run is over, so a pool thread still busy now runs a runtime that was
+        # abandoned for ignoring cancellation: do not wait long for it.
+        self.leftover_threads = self._pool.close(timeout=2.0)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(wait=exc_info[0] is None)
+
+
+def record_result(record: Any, snapshot: str | None) -> RunResult:
+    """A finished run's result, read back from its snapshot record."""
+    return RunResult(
+        run_id=record.run_id,
+        workflow=record.workflow,
+        status=record.status,
+        outputs={p: r.output for p, r in record.results.items() if r.status == "succeeded"},
+        errors=tuple(record.errors),
+        nodes=dict(record.results),
+        seed=record.seed,
+        reason=record.reason,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        snapshot_path=snapshot,
+        abandoned=record.abandoned,
+        version=record.version,
+    )
+
+
+def run_workflow(
+    workflow: Workflow | str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    max_concurrency: int | None = None,
+    mode: str | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    timeout: float | str | None = None,
+    keep_going: bool = False,
+    faults: Any = None,
+    seed: int | None = None,
+    on_event: Callback | None = None,
+) -> RunResult:
+    """Run a workflow (a ``.flow.md`` path or a parsed Workflow) and return its result.
+
+    ``state_dir=None`` runs in memory without snapshots; a path persists
+    snapshots and logs there. ``faults`` is a fault-file path or the same
+    structure as a dict; ``seed`` makes retry jitter and injected faults
+    reproducible. Bad input raises a WavecrestError before anything runs.
+    """
+    from wavecrest.core import load_workflow
+
+    wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
+    cap = max_concurrency or wf.runtime.max_concurrency or DEFAULT_CONCURRENCY
+    with Runtime(max_concurrency=cap) as runtime:
+        handle = runtime.submit(
+            wf,
+            config=config,
+            secrets=secrets,
+            max_concurrency=cap,
+            mode=mode,
+            state_dir=state_dir,
+            timeout=timeout,
+            keep_going=keep_going,
+            faults=faults,
+            seed=seed,
+            on_event=on_event,
+        )
+        return handle.result()
+
+
+def resume_workflow(
+    run: str | os.PathLike[str],
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    approve: bool | None = None,
+    force: bool = False,
+    on_event: Callback | None = None,
+) -> RunResult:
+    """Continue a run from its snapshot (a run id, or a snapshot path).
+
+    Nodes that succeeded are never run again; everything else is. ``approve``
+    decides a checkpoint the run is paused at (True approves, False rejects).
+    A run whose workflow file changed is refused unless ``force``; resuming a
+    completed run returns its result without running anything.
+    ``state_dir=None`` means the default state dir.
+    """
+    root = state_dir if state_dir is not None else default_state_dir()
+    path, record = load_record(run, root)
+    cap = record.options.get("max_concurrency") or DEFAULT_CONCURRENCY
+    with Runtime(max_concurrency=cap) as runtime:
+        handle = runtime.resume(
+            path,
+            state_dir=root,
+            config=config,
+            secrets=secrets,
+            approve=approve,
+            force=force,
+            on_event=on_event,
+        )
+        return handle.result()

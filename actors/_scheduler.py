@@ -1,0 +1,170 @@
+"""SchedulerActor: the actor shell around the core :class:`~wavecrest.core.Scheduler`.
+
+Every message it receives is a core input (task outcomes from node actors,
+permit grants from the semaphore, timer firings, supervisor decisions,
+cancellation); it hands it to the core and carries out the commands that
+come back. Permit operations produced by one input are coalesced into a
+single message to the semaphore.
+
+If the actor dies (a bug in the core), its exit hook cancels every attempt it
+started and tells the supervisor, which releases its permits and fails the run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from pykka import ActorDeadError, ActorRef, ActorRegistry
+from wavecrest.core import RunResult, Scheduler
+from wavecrest.core._events import (
+    AbandonTask,
+    CancelTask,
+    CancelTimer,
+    Emit,
+    Escalate,
+    Finished,
+    ReleasePermits,
+    RequestPermits,
+    StartTask,
+    StartTimer,
+    TaskCancelled,
+    TaskFailed,
+    TaskSucceeded,
+    TimerFired,
+    WithdrawPermits,
+)
+
+from ._node import NodeActor, NodeEnv
+from ._pool import PooledActor, ThreadPool
+from ._semaphore import PermitOps
+from ._timers import TimerHandle, TimerService
+
+__all__ = ["RunEnded", "SchedulerActor", "SchedulerCrashed"]
+
+_OUTCOMES = (TaskSucceeded, TaskFailed, TaskCancelled)
+
+
+class RunEnded(NamedTuple):
+    """Told to the supervisor when the core reports the run finished."""
+
+    result: RunResult
+
+
+class SchedulerCrashed(NamedTuple):
+    """Told to the supervisor when the scheduler actor died."""
+
+    scheduler: ActorRef[Any]
+    error: BaseException | None
+
+
+class SchedulerActor(PooledActor):
+    """Owns one run's core scheduler; spawns a NodeActor per task attempt."""
+
+    def __init__(
+        self,
+        pool: ThreadPool,
+        core: Scheduler,
+        *,
+        env: NodeEnv,
+        semaphore: ActorRef[Any],
+        timers: TimerService,
+        supervisor: ActorRef[Any],
+        publish: Callable[[Emit], None] | None,
+    ) -> None:
+        super().__init__(pool)
+        self.core = core
+        self._env = env
+        self._semaphore = semaphore
+        self._timers = timers
+        self._supervisor = supervisor
+        self._publish = publish
+        # token -> (cancel event, node actor ref) for attempts in flight
+        self._nodes: dict[int, tuple[threading.Event, ActorRef[Any]]] = {}
+        self._timer_handles: dict[int, TimerHandle] = {}
+        self.abandoned: list[ActorRef[Any]] = []
+        # Permit operations not yet told to the semaphore: release, request, withdraw.
+        self._permits = [0, 0, 0]
+
+    def on_start(self) -> None:
+        self._env.scheduler = self.actor_ref
+        self._apply(self.core.start())
+
+    def on_receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind in _OUTCOMES:
+            self._nodes.pop(message.token, None)
+        elif kind is TimerFired:
+            self._timer_handles.pop(message.timer, None)
+        self._apply(self.core.handle(message))
+        return None
+
+    def _apply(self, commands: list[Any]) -> None:
+        permits = self._permits
+        for command in commands:
+            kind = type(command)
+            if kind is StartTask:
+                cancel = threading.Event()
+                ref = NodeActor.start(self._pool, self._env, command, cancel)
+                self._nodes[command.token] = (cancel, ref)
+            elif kind is Emit:
+                if self._publish is not None:
+                    self._publish(command)
+            elif kind is ReleasePermits:
+                permits[0] += command.count
+            elif kind is RequestPermits:
+                permits[1] += command.count
+            elif kind is StartTimer:
+                self._timer_handles[command.timer] = self._timers.schedule(
+                    command.delay, self.actor_ref, TimerFired(command.timer)
+                )
+            elif kind is CancelTimer:
+                handle = self._timer_handles.pop(command.timer, None)
+                if handle is not None:
+                    handle.cancel()
+            elif kind is CancelTask:
+                entry = self._nodes.get(command.token)
+                if entry is not None:
+                    entry[0].set()
+            elif kind is AbandonTask:
+                entry = self._nodes.pop(command.token, None)
+                if entry is not None:
+                    entry[0].set()
+                    # It ignored cancellation: stop counting it as a live actor. Its
+                    # thread stays busy until the runtime returns; its report is dropped.
+                    ActorRegistry.unregister(entry[1])
+                    self.abandoned.append(entry[1])
+            elif kind is Escalate:
+                self._supervisor.tell(command)
+            elif kind is WithdrawPermits:
+                permits[2] += command.count
+            elif kind is Finished:
+                self._flush_permits()
+                self._supervisor.tell(RunEnded(self.core.result()))
+        # While more messages wait, keep collecting: under load the semaphore then
+        # gets one message for many completions instead of one each.
+        if self.actor_inbox.empty():
+            self._flush_permits()
+
+    def _flush_permits(self) -> None:
+        permits = self._permits
+        if permits[0] or permits[1] or permits[2]:
+            release, request, withdraw = permits
+            permits[0] = permits[1] = permits[2] = 0
+            try:
+                self._semaphore.tell(PermitOps(self.actor_ref, release, request, withdraw))
+            except ActorDeadError:
+                pass  # the Runtime is closing; nothing waits for permits any more
+
+    def on_exit(self, crash: BaseException | None) -> None:
+        self._flush_permits()
+        for cancel, _ in self._nodes.values():
+            cancel.set()
+        for handle in self._timer_handles.values():
+            handle.cancel()
+        if crash is not None:
+            try:
+                self._supervisor.tell(SchedulerCrashed(self.actor_ref, crash))
+            except ActorDeadError:
+                pass
