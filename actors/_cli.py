@@ -24,7 +24,6 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import structlog
-
 from wavecrest.core import (
     RunResult,
     SnapshotError,
@@ -318,6 +317,9 @@ def _report(
         print(json.dumps(result.to_json(), default=repr, ensure_ascii=False))
     elif not args.quiet:
         print_summary(console, result)
+    elif result.errors:
+        # Quiet means no progress and no summary, but a failure is never silent.
+        print_errors(console, result.errors)
     if getattr(args, "append_log", False) and workflow_file:
         from wavecrest.core._execlog import append_execution_log
 

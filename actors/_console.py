@@ -204,9 +204,15 @@ def print_summary(console: Console, result: RunResult, *, width: int = 60) -> No
 def print_nodes(
     console: Console, nodes: Iterable[tuple[str, NodeResult]], *, width: int = 60
 ) -> None:
+    """A row per node: path, status, attempts, duration and the start of its output."""
+    nodes = list(nodes)
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column in ("node", "status", "attempts", "duration", "output"):
-        table.add_column(column, no_wrap=column != "output", overflow="fold")
+    longest = max((len(path) for path, _ in nodes), default=4)
+    table.add_column("node", no_wrap=True, min_width=min(max(longest, 4), 40))
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("attempts", no_wrap=True, min_width=8)
+    table.add_column("duration", no_wrap=True, min_width=8)
+    table.add_column("output", no_wrap=True, overflow="ellipsis")
     for path, node in nodes:
         output = (
             short(node.output, width)

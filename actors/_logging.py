@@ -4,8 +4,9 @@ Each persisted run appends to ``<state-dir>/<workflow>/<run_id>.jsonl``. The
 run's events (``run.started``, ``node.started``, ``node.retrying``...) are
 logged there by the snapshot writer, and whatever a runtime logs through
 ``ctx.log`` goes to the same file through the same writer (so lines follow the
-run's causal order), bound with ``run_id``, ``node`` and ``attempt``. Lines are buffered and flushed whenever the snapshot is written,
-so the log never lags the snapshot. Secret values are masked in every line.
+run's causal order), bound with ``run_id``, ``node`` and ``attempt``. Lines are
+buffered and flushed whenever the snapshot is written, so the log never lags
+the snapshot. Secret values are masked in every line.
 
 A run that is not persisted logs through ``structlog.get_logger("wavecrest")``,
 so an embedding application's own structlog configuration applies.

@@ -28,9 +28,9 @@ from wavecrest.core import OutputEncodingError, RunResult
 from wavecrest.core._events import (
     CheckpointWaiting,
     Emit,
-    NodeResult,
     NodeCancelled,
     NodeFailed,
+    NodeResult,
     NodeSkipped,
     NodeSucceeded,
     RunFinished,

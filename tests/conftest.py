@@ -1,7 +1,8 @@
-"""Shared fixtures: every test must leave no actor and no thread behind."""
+"""Shared fixtures: every test must leave no actor and no thread behind, and none may hang."""
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import threading
 from collections.abc import Iterator
@@ -9,6 +10,17 @@ from pathlib import Path
 
 import pytest
 from pykka import ActorRegistry
+
+#: Seconds a single test may take before the whole run is aborted with every
+#: thread's stack on stderr: a hang fails CI at once instead of stalling it.
+HANG_TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True)
+def _fail_fast_on_hangs() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_TIMEOUT, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(autouse=True)

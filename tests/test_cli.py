@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from wavecrest.actors._cli import main
 
 GOOD = """---
@@ -66,7 +65,8 @@ def test_validate_reports_unreadable_input_in_one_line(
     if content is not None:
         path.write_bytes(content)
     code, out, err = run_cli(capsys, "validate", str(path))
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert err.startswith(f"{path}:1:1: error: ")
     assert message in err
     assert "Traceback" not in err
@@ -78,7 +78,9 @@ def test_validate_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "is a directory" in err
 
 
-def test_validate_reports_every_problem_located(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_validate_reports_every_problem_located(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = tmp_path / "bad.flow.md"
     path.write_text(
         "---\nname: bad\n---\n<workflow>\n"
@@ -93,9 +95,12 @@ def test_validate_reports_every_problem_located(capsys: pytest.CaptureFixture[st
     assert lines[1] == f"{path}:6:3: error: unknown input 'zzz' referenced by 'b'"
 
 
-def test_plan_json_is_the_only_thing_on_stdout(capsys: pytest.CaptureFixture[str], good: Path) -> None:
+def test_plan_json_is_the_only_thing_on_stdout(
+    capsys: pytest.CaptureFixture[str], good: Path
+) -> None:
     code, out, err = run_cli(capsys, "plan", str(good), "--format", "json")
-    assert code == 0 and err == ""
+    assert code == 0
+    assert err == ""
     assert json.loads(out) == {
         "workflow": "greet",
         "waves": [["hello"], ["many"]],
@@ -106,15 +111,20 @@ def test_plan_json_is_the_only_thing_on_stdout(capsys: pytest.CaptureFixture[str
 
 def test_plan_text_and_dot(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     code, out, err = run_cli(capsys, "plan", str(good))
-    assert code == 0 and out == ""
-    assert "wave 1: hello" in err and "critical path (2): hello -> many" in err
+    assert code == 0
+    assert out == ""
+    assert "wave 1: hello" in err
+    assert "critical path (2): hello -> many" in err
     code, out, _ = run_cli(capsys, "plan", str(good), "--format", "dot")
     assert code == 0
-    assert out.startswith('digraph "greet" {') and '"hello" -> "many";' in out
+    assert out.startswith('digraph "greet" {')
+    assert '"hello" -> "many";' in out
 
 
 def test_run_json_prints_the_fixed_object(capsys: pytest.CaptureFixture[str], good: Path) -> None:
-    code, out, _ = run_cli(capsys, "run", str(good), "--json", "--set", "who=ada", "--set", "times=3")
+    code, out, _ = run_cli(
+        capsys, "run", str(good), "--json", "--set", "who=ada", "--set", "times=3"
+    )
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"run_id", "workflow", "status", "snapshot", "outputs", "errors"}
@@ -125,8 +135,10 @@ def test_run_json_prints_the_fixed_object(capsys: pytest.CaptureFixture[str], go
 
 def test_run_prints_a_readable_summary(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     code, out, err = run_cli(capsys, "run", str(good))
-    assert code == 0 and out == ""
-    assert "completed" in err and "hello world" in err
+    assert code == 0
+    assert out == ""
+    assert "completed" in err
+    assert "hello world" in err
 
 
 @pytest.mark.parametrize(
@@ -145,13 +157,16 @@ def test_bad_run_arguments_exit_2_with_one_line(
     capsys: pytest.CaptureFixture[str], good: Path, argv: list[str], message: str
 ) -> None:
     code, out, err = run_cli(capsys, "run", str(good), *argv)
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
 
 
-def test_a_missing_secret_is_bad_input(capsys: pytest.CaptureFixture[str], good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_secret_is_bad_input(
+    capsys: pytest.CaptureFixture[str], good: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GREET_TOKEN")
     code, _, err = run_cli(capsys, "run", str(good))
     assert code == 2
@@ -174,9 +189,11 @@ def test_a_failed_workflow_exits_1(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def test_unknown_command_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "frobnicate")
-    assert code == 2 and "invalid choice: 'frobnicate'" in err
+    assert code == 2
+    assert "invalid choice: 'frobnicate'" in err
     code, _, err = run_cli(capsys)
-    assert code == 2 and "a command is required" in err
+    assert code == 2
+    assert "a command is required" in err
 
 
 def test_python_m_and_the_console_script_are_the_same_cli(good: Path) -> None:
@@ -190,7 +207,11 @@ def test_python_m_and_the_console_script_are_the_same_cli(good: Path) -> None:
     )
     script = Path(sys.executable).with_name("wavecrest")
     console = subprocess.run(
-        [str(script), "validate", str(good)], capture_output=True, text=True, timeout=60, check=False
+        [str(script), "validate", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert module.returncode == console.returncode == 0
     assert module.stderr == console.stderr

@@ -1,4 +1,4 @@
-"""Durability: snapshots on disk, resume after every kind of stop, logs, and secrets kept off disk."""
+"""Durability: snapshots, resume after every kind of stop, logs, and secrets kept off disk."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wavecrest.actors import Runtime, resume_workflow, run_workflow
 from wavecrest.actors._cli import main
 from wavecrest.core import (
@@ -111,7 +110,9 @@ def test_the_snapshot_holds_the_run(tmp_path: Path, state: Path) -> None:
     assert record.digest.startswith("sha256:")
     assert record.config == {"label": "y"}
     assert record.secret_names == ("TOKEN",)
-    assert record.started_at and record.finished_at and record.finished_at >= record.started_at
+    assert record.started_at
+    assert record.finished_at
+    assert record.finished_at >= record.started_at
     assert record.results["each[1]/sq"].output == 4
     assert record.results["each"].output == [1, 4]
     assert record.results["a"].attempts == 1
@@ -129,7 +130,9 @@ def test_the_state_dir_comes_from_the_environment(
     assert snapshot.parent.parent == tmp_path / "from-env"
 
 
-def test_outputs_msgpack_cannot_hold_natively_come_back_exactly(tmp_path: Path, state: Path) -> None:
+def test_outputs_msgpack_cannot_hold_natively_come_back_exactly(
+    tmp_path: Path, state: Path
+) -> None:
     """Tuples, sets, datetimes, Decimals and bytes survive the snapshot and a resume."""
     value = {
         "t": (1, 2),
@@ -178,10 +181,17 @@ def test_events_are_logged_as_json_lines_beside_the_snapshot(tmp_path: Path, sta
     log = Path(result.snapshot_path or "").with_suffix(".jsonl")
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     events = [line["event"] for line in lines]
-    assert events[0] == "run.started" and events[-1] == "run.finished"
-    assert "node.started" in events and "node.succeeded" in events
+    assert events[0] == "run.started"
+    assert events[-1] == "run.finished"
+    assert "node.started" in events
+    assert "node.succeeded" in events
     mine = next(line for line in lines if line["event"] == "rows.loaded")
-    assert (mine["run_id"], mine["node"], mine["attempt"], mine["rows"]) == (result.run_id, "a", 1, 3)
+    assert (mine["run_id"], mine["node"], mine["attempt"], mine["rows"]) == (
+        result.run_id,
+        "a",
+        1,
+        3,
+    )
     assert all(line["run_id"] == result.run_id for line in lines)
 
 
@@ -271,7 +281,11 @@ def test_resume_takes_new_config_and_secrets(tmp_path: Path, state: Path, gate: 
 def test_resume_refuses_a_changed_workflow_unless_forced(
     tmp_path: Path, state: Path, gate: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    flow = write_flow(tmp_path, '<transform id="b" type="gated" input="a"/>\n<transform id="a" type="template" template="1"/>')
+    flow = write_flow(
+        tmp_path,
+        '<transform id="b" type="gated" input="a"/>\n'
+        '<transform id="a" type="template" template="1"/>',
+    )
     failed = run_workflow(flow, state_dir=state)
     flow.write_text(flow.read_text().replace('template="1"', 'template="2"'))
     gate.touch()
@@ -290,7 +304,8 @@ def test_resuming_a_completed_run_is_a_no_op(
     done = run_workflow(flow, state_dir=state)
     before = Path(done.snapshot_path or "").read_bytes()
     again = resume_workflow(done.run_id, state_dir=state)
-    assert again.status == "completed" and counted == ["a"]
+    assert again.status == "completed"
+    assert counted == ["a"]
     assert main(["resume", done.run_id, "--state-dir", str(state)]) == 0
     assert "already completed; nothing to do" in capsys.readouterr().err
     assert Path(done.snapshot_path or "").read_bytes() == before
@@ -314,7 +329,9 @@ def test_control_flow_resumes_where_it_stopped(
     failed = run_workflow(flow, state_dir=state, keep_going=True)
     assert failed.status == "failed"
     first = sorted(counted)
-    assert {"each[0]/c", "each[1]/c", "each[2]/c", "lp[0]/step", "lp[1]/step", "lp[2]/step"} <= set(first)
+    assert {"each[0]/c", "each[1]/c", "each[2]/c", "lp[0]/step", "lp[1]/step", "lp[2]/step"} <= set(
+        first
+    )
     gate.touch()
     counted.clear()
     events: list[RunEvent] = []
@@ -351,10 +368,15 @@ def test_a_damaged_snapshot_is_refused_and_left_untouched(
     before = path.read_bytes()
     with pytest.raises(SnapshotError, match=message):
         resume_workflow(str(path))
-    for argv in (["resume", str(path)], ["inspect", str(path)], ["runs", "--state-dir", str(state)]):
+    for argv in (
+        ["resume", str(path)],
+        ["inspect", str(path)],
+        ["runs", "--state-dir", str(state)],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert str(path) in err and "Traceback" not in err
+        assert str(path) in err
+        assert "Traceback" not in err
     assert path.read_bytes() == before
 
 
@@ -373,7 +395,9 @@ def test_a_newer_snapshot_version_is_refused(tmp_path: Path, state: Path) -> Non
 # --- secrets --------------------------------------------------------------------------
 
 
-def test_secrets_never_reach_the_disk(tmp_path: Path, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_secrets_never_reach_the_disk(
+    tmp_path: Path, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Not in snapshots, logs, or the Execution Log: every written file is searched."""
     secret = "hunter2-SECRET-TOKEN"
 
@@ -390,7 +414,15 @@ def test_secrets_never_reach_the_disk(tmp_path: Path, state: Path, capsys: pytes
             "secrets: [TOKEN]\n",
         )
         code = main(
-            ["run", str(flow), "--state-dir", str(state), "--secret", f"TOKEN={secret}", "--append-log"]
+            [
+                "run",
+                str(flow),
+                "--state-dir",
+                str(state),
+                "--secret",
+                f"TOKEN={secret}",
+                "--append-log",
+            ]
         )
     finally:
         unregister_runtime("transform:leaky")
@@ -405,7 +437,9 @@ def test_secrets_never_reach_the_disk(tmp_path: Path, state: Path, capsys: pytes
 # --- inspect, runs, execution log -------------------------------------------------------
 
 
-def test_inspect_and_runs(tmp_path: Path, state: Path, capsys: pytest.CaptureFixture[str], gate: Path) -> None:
+def test_inspect_and_runs(
+    tmp_path: Path, state: Path, capsys: pytest.CaptureFixture[str], gate: Path
+) -> None:
     ok = write_flow(tmp_path, '<transform id="a" type="template" template="x"/>', name="alpha")
     bad = write_flow(tmp_path, '<transform id="g" type="gated"/>', name="beta")
     first = run_workflow(ok, state_dir=state)
@@ -421,7 +455,8 @@ def test_inspect_and_runs(tmp_path: Path, state: Path, capsys: pytest.CaptureFix
 
     assert main(["inspect", failed.run_id, "--state-dir", str(state)]) == 0
     err = capsys.readouterr().err
-    assert "failed" in err and "RuntimeError: the flag is not set" in err
+    assert "failed" in err
+    assert "RuntimeError: the flag is not set" in err
 
     assert main(["runs", "--state-dir", str(state), "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
@@ -432,7 +467,12 @@ def test_inspect_and_runs(tmp_path: Path, state: Path, capsys: pytest.CaptureFix
     ]
     assert main(["runs", "--state-dir", str(state)]) == 0
     text = capsys.readouterr().err
-    assert text.index("alpha:") < text.index(second.run_id) < text.index(first.run_id) < text.index("beta:")
+    assert (
+        text.index("alpha:")
+        < text.index(second.run_id)
+        < text.index(first.run_id)
+        < text.index("beta:")
+    )
 
 
 def test_the_execution_log_keeps_the_last_ten_runs(tmp_path: Path, state: Path) -> None:
@@ -441,13 +481,18 @@ def test_the_execution_log_keeps_the_last_ten_runs(tmp_path: Path, state: Path) 
     ids = []
     for _ in range(12):
         assert main(["run", str(flow), "--state-dir", str(state), "--append-log", "--quiet"]) == 0
-        ids.append(read_snapshot(sorted((state / "dur").glob("*.msgpack"), key=os.path.getmtime)[-1]).run_id)
+        ids.append(
+            read_snapshot(
+                sorted((state / "dur").glob("*.msgpack"), key=os.path.getmtime)[-1]
+            ).run_id
+        )
     text = flow.read_text()
     assert text.startswith(original)  # the workflow itself is untouched
     rows = [line for line in text.splitlines() if line.startswith(f"| {ids[0][:8]}")]
     assert len(rows) == 10
     assert text.index(ids[-1]) < text.index(ids[-2])  # newest first
-    assert ids[0] not in text and ids[1] not in text
+    assert ids[0] not in text
+    assert ids[1] not in text
 
 
 # --- real processes: signals and kill -9 -------------------------------------------------
@@ -469,7 +514,17 @@ def _start_cli(tmp_path: Path, state: Path, *extra: str) -> subprocess.Popen[str
     flow = tmp_path / "slow.flow.md"
     flow.write_text(SLOW)
     return subprocess.Popen(
-        [sys.executable, "-m", "wavecrest.actors", "run", str(flow), "--state-dir", str(state), "-v", *extra],
+        [
+            sys.executable,
+            "-m",
+            "wavecrest.actors",
+            "run",
+            str(flow),
+            "--state-dir",
+            str(state),
+            "-v",
+            *extra,
+        ],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -503,7 +558,8 @@ def test_an_interrupted_cli_run_saves_its_snapshot_and_exits_130(
     assert record.status == "cancelled"
     assert record.results["a"].status == "succeeded"
     again = resume_workflow(str(snapshot))
-    assert again.status == "completed" and again.outputs["c"] == 3
+    assert again.status == "completed"
+    assert again.outputs["c"] == 3
 
 
 @pytest.mark.slow
@@ -522,11 +578,14 @@ def test_resume_after_kill_9(tmp_path: Path, state: Path) -> None:
     assert record.results["a"].status == "succeeded"
     events: list[RunEvent] = []
     again = resume_workflow(str(snapshot), on_event=events.append)
-    assert again.status == "completed" and again.outputs["c"] == 3
+    assert again.status == "completed"
+    assert again.outputs["c"] == 3
     assert "a" not in started_paths(events)
 
 
-def test_copies_of_a_state_dir_resume_independently(tmp_path: Path, state: Path, gate: Path) -> None:
+def test_copies_of_a_state_dir_resume_independently(
+    tmp_path: Path, state: Path, gate: Path
+) -> None:
     """A snapshot path (not only a run id) names the run to resume."""
     flow = write_flow(tmp_path, '<transform id="g" type="gated"/>')
     failed = run_workflow(flow, state_dir=state)

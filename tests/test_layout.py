@@ -21,7 +21,10 @@ def _imports(path: Path) -> list[tuple[str, int]]:
             found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            found += [(f"{module}.{alias.name}" if module else alias.name, node.lineno) for alias in node.names]
+            found += [
+                (f"{module}.{alias.name}" if module else alias.name, node.lineno)
+                for alias in node.names
+            ]
             found.append((module, node.lineno))
     return found
 
@@ -53,7 +56,9 @@ def test_core_never_sleeps_or_uses_the_global_random() -> None:
                     if (node.module, alias.name) == ("time", "sleep") or (
                         node.module == "random" and alias.name != "Random"
                     ):
-                        offenders.append(f"{path.name}:{node.lineno}: from {node.module} import {alias.name}")
+                        offenders.append(
+                            f"{path.name}:{node.lineno}: from {node.module} import {alias.name}"
+                        )
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
@@ -71,7 +76,8 @@ def test_the_rule_checker_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import threading\nfrom pykka import ActorRef\nimport random\nrandom.random()\n")
     names = [name for name, _ in _imports(bad)]
-    assert "threading" in names and "pykka" in names
+    assert "threading" in names
+    assert "pykka" in names
 
 
 def test_no_top_level_core_or_actors_package_is_installed(tmp_path: Path) -> None:
@@ -79,7 +85,8 @@ def test_no_top_level_core_or_actors_package_is_installed(tmp_path: Path) -> Non
     a host application's packages (checked in a fresh interpreter outside the checkout)."""
     probe = (
         "import importlib.util as u;"
-        "print(u.find_spec('wavecrest.core') is not None, u.find_spec('wavecrest.actors') is not None,"
+        "print(u.find_spec('wavecrest.core') is not None,"
+        " u.find_spec('wavecrest.actors') is not None,"
         " u.find_spec('core'), u.find_spec('actors'))"
     )
     out = subprocess.run(

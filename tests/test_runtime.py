@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from pykka import ActorRegistry
-
 from wavecrest.actors import Runtime, run_workflow
 from wavecrest.core import (
     NodeStarted,
@@ -86,7 +85,10 @@ def test_an_exception_in_a_runtime_is_a_node_failure(runtimes: dict[str, Any]) -
         raise ValueError("bad row 7")
 
     runtimes["add"]("transform:boom", boom)
-    wf = flow('<transform id="x" type="boom"/>\n<transform id="y" type="template" input="x" template="{{ input }}"/>')
+    wf = flow(
+        '<transform id="x" type="boom"/>\n'
+        '<transform id="y" type="template" input="x" template="{{ input }}"/>'
+    )
     result = run_workflow(wf)
     assert result.status == "failed"
     [error] = result.errors
@@ -315,11 +317,13 @@ def test_events_arrive_in_order_and_a_failing_callback_breaks_nothing() -> None:
         result = runtime.submit(wf, on_event=callback).result(timeout=30)
     assert result.status == "completed"
     names = [e.name for e in seen]
-    assert names[0] == "run.started" and names[-1] == "run.finished"
+    assert names[0] == "run.started"
+    assert names[-1] == "run.finished"
     assert names.index("node.started") < names.index("node.succeeded")
     started = [e.path for e in seen if isinstance(e, NodeStarted)]
     assert started == ["a", "b"]
-    assert isinstance(seen[-1], RunFinished) and seen[-1].status == "completed"
+    assert isinstance(seen[-1], RunFinished)
+    assert seen[-1].status == "completed"
     with pytest.raises(AttributeError):
         seen[0].run_id = "changed"  # type: ignore[misc]
 
@@ -332,7 +336,9 @@ def test_a_slow_callback_never_blocks_the_run() -> None:
         gate.wait(30)
 
     with Runtime() as runtime:
-        handle = runtime.submit(flow('<transform id="x" type="template" template="1"/>'), on_event=slow)
+        handle = runtime.submit(
+            flow('<transform id="x" type="template" template="1"/>'), on_event=slow
+        )
         result = handle.result(timeout=30)
         assert result.status == "completed"
         gate.set()
@@ -361,7 +367,10 @@ def test_transient_errors_are_retried_through_the_supervisor(runtimes: dict[str,
         return "third time"
 
     runtimes["add"]("transform:flaky", flaky)
-    wf = flow('<transform id="x" type="flaky"><on-error><retry max="3" base="1ms"/></on-error></transform>')
+    wf = flow(
+        '<transform id="x" type="flaky">'
+        '<on-error><retry max="3" base="1ms"/></on-error></transform>'
+    )
     result = run_workflow(wf)
     assert result.outputs == {"x": "third time"}
     assert calls == [1, 2, 3]

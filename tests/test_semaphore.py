@@ -10,7 +10,6 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
 from wavecrest.actors import ThreadPool
 from wavecrest.actors._semaphore import PermitOps, ReleaseAll, SemaphoreActor
 from wavecrest.core import FifoSemaphore

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wavecrest.core._registry import RuntimeSpec, register_runtime, runtime_keys
-
+from .._registry import RuntimeSpec, register_runtime, runtime_keys
 from ._files import FILE_RUNTIMES
 from ._http import HTTP_RUNTIMES
 from ._transforms import TRANSFORM_RUNTIMES

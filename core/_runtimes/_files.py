@@ -54,9 +54,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from wavecrest.core._context import RuntimeContext
-from wavecrest.core._errors import PermanentError
-from wavecrest.core._registry import RuntimeSpec
+
+from .._context import RuntimeContext
+from .._errors import PermanentError
+from .._registry import RuntimeSpec
 
 __all__ = ["EXTENSIONS", "FILE_RUNTIMES", "FORMATS", "MODES"]
 

@@ -64,10 +64,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from wavecrest.core._context import RuntimeContext
-from wavecrest.core._duration import parse_duration
-from wavecrest.core._errors import HttpError, PermanentError
-from wavecrest.core._registry import RuntimeSpec
+from .._context import RuntimeContext
+from .._duration import parse_duration
+from .._errors import HttpError, PermanentError
+from .._registry import RuntimeSpec
 
 if TYPE_CHECKING:
     import ssl

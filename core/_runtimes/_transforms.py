@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from wavecrest.core._context import RuntimeContext
-from wavecrest.core._errors import PermanentError
-from wavecrest.core._registry import RuntimeSpec
+from .._context import RuntimeContext
+from .._errors import PermanentError
+from .._registry import RuntimeSpec
 
 __all__ = ["CANCEL_CHECK_EVERY", "TRANSFORM_RUNTIMES"]
 
