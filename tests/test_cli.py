@@ -215,3 +215,18 @@ def test_python_m_and_the_console_script_are_the_same_cli(good: Path) -> None:
     )
     assert module.returncode == console.returncode == 0
     assert module.stderr == console.stderr
+
+
+def test_a_run_timeout_ends_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "slow.flow.md"
+    path.write_text(
+        '---\nname: slow\n---\n<workflow>\n  <delay id="d" duration="30s"/>\n</workflow>\n'
+    )
+    code, out, err = run_cli(capsys, "run", str(path), "--timeout", "50ms")
+    assert (code, out) == (1, "")
+    assert "cancelled" in err
+    assert "run exceeded its timeout of 50ms" in err
+    assert "resume with: wavecrest resume" in err
+    assert "Traceback" not in err

@@ -374,3 +374,37 @@ def test_transient_errors_are_retried_through_the_supervisor(runtimes: dict[str,
     result = run_workflow(wf)
     assert result.outputs == {"x": "third time"}
     assert calls == [1, 2, 3]
+
+
+def test_a_backoff_blocks_nothing_and_cancelling_ends_it(runtimes: dict[str, Any]) -> None:
+    """A node waiting 30 s to retry holds no permit: the others finish; cancel ends the wait."""
+    failed_once = threading.Event()
+
+    def fails(ctx: RuntimeContext) -> None:
+        failed_once.set()
+        raise TransientError("later")
+
+    runtimes["add"]("transform:fails", fails)
+    done: list[str] = []
+    wf = flow(
+        '<transform id="retrying" type="fails">'
+        '<on-error><retry max="5" base="30s" backoff="fixed"/></on-error></transform>\n'
+        + "\n".join(f'<transform id="n{i}" type="template" template="{i}"/>' for i in range(5))
+    )
+    all_done = threading.Event()
+
+    def on_event(event: RunEvent) -> None:
+        if event.name == "node.succeeded":
+            done.append(event.path)  # type: ignore[attr-defined]
+            if len(done) == 5:
+                all_done.set()
+
+    with Runtime(max_concurrency=1) as runtime:
+        handle = runtime.submit(wf, on_event=on_event)
+        assert failed_once.wait(10)
+        assert all_done.wait(10), done
+        handle.cancel()
+        result = handle.result(timeout=10)
+    assert result.status == "cancelled"
+    assert result.nodes["retrying"].status == "cancelled"
+    assert sorted(done) == [f"n{i}" for i in range(5)]
