@@ -504,6 +504,8 @@ class Scheduler:
         path = frame.prefix + pn.node.id
         prior = self._prior.get(path)
         if prior is not None:
+            if isinstance(pn.node, BreakNode) and prior.output:
+                self._break(frame, pn)  # it fired before: it stops its loop again
             self._settle(frame, index, SUCCEEDED, prior, prior.output, reused=True)
             return
         node = pn.node
@@ -1201,6 +1203,15 @@ class Scheduler:
                     pn.node.id, "skipped", finished_at=self.clock.time(), reason=reason
                 )
                 self.results[path] = result
+                self._emit(
+                    NodeSkipped(
+                        run_id=self.run_id,
+                        at=self.clock.time(),
+                        path=path,
+                        node=pn.node.id,
+                        result=result,
+                    )
+                )
                 frame.open -= 1
             elif state == RUNNING:
                 token = self._token_of.get(path)
@@ -1209,6 +1220,8 @@ class Scheduler:
                     if att.cancel is None:
                         att.cancel = "superseded"
                         self._out.append(CancelTask(att.token, "superseded"))
+                        # Never waited on forever: abandoned if it ignores the cancellation.
+                        att.timers.append(self._timer(self.settings.grace, "grace", att.token))
                 else:
                     control = self._controls.get(path)
                     if control is not None:
@@ -1358,15 +1371,19 @@ class Scheduler:
             self._escalate(frame, index, 1, error_info(exc, node=path, attempt=1), False)
             return
         if fired:
-            target: _Frame | None = frame
-            while target is not None:
-                control = target.control
-                if control is not None and control.pn.node.id == pn.break_target:
-                    target.broke = True
-                    control.broken(target)
-                    break
-                target = target.parent
+            self._break(frame, pn)
         self._settle(frame, index, SUCCEEDED, self._result(frame, index, "succeeded", fired), fired)
+
+    def _break(self, frame: _Frame, pn: PlannedNode) -> None:
+        """A ``<break>`` fired in ``frame``: its loop, while or foreach stops repeating."""
+        target: _Frame | None = frame
+        while target is not None:
+            control = target.control
+            if control is not None and control.pn.node.id == pn.break_target:
+                target.broke = True
+                control.broken(target)
+                return
+            target = target.parent
 
     # -- values and scopes -------------------------------------------------------
 

@@ -62,11 +62,16 @@ _RUN = "run"
 
 
 class SimulationStalled(WavecrestError):
-    """Raised when a simulated run has nothing left to do but has not finished (a scheduler bug)."""
+    """Raised when a simulated run has nothing left to do but has not finished.
+
+    That is a hang fault on a node with no timeout (nothing would ever cancel
+    it), or a scheduler bug.
+    """
 
 
-class _Hang(Exception):
-    pass
+class _Hang(BaseException):
+    """Unwinds a hung attempt out of ``execute_task``; a BaseException so that the
+    executor's ``except Exception`` does not report it as the runtime's failure."""
 
 
 class _VirtualCancel:
@@ -194,6 +199,14 @@ class Simulation:
                 flight = self._flights.pop(payload, None)
                 if flight is not None:
                     self._inputs.append(flight.outcome)
+        if self._done:
+            # Grants the semaphore made while the run was finishing still reach the
+            # scheduler, which hands them back: a finished run holds no permit.
+            while self._inputs:
+                message = self._inputs.popleft()
+                if isinstance(message, PermitsGranted):
+                    self.trace.append(message)
+                    self._apply(self.scheduler.handle(message))
         return self.scheduler.result()
 
     def _at(self, delay: float, kind: str, payload: Any) -> None:

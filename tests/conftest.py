@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import faulthandler
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pykka import ActorRegistry
@@ -40,7 +38,3 @@ def no_new_threads() -> Iterator[None]:
     yield
     extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not extra, f"threads left running: {extra}"
-
-
-# Test modules import shared helpers (``strategies``) from this folder.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
