@@ -43,7 +43,7 @@ from ._prepare import PreparedRun
 from ._scheduler import RunEnded, SchedulerActor, SchedulerCrashed
 from ._semaphore import ReleaseAll
 from ._timers import TimerService
-from ._writer import Finalize, SnapshotWriter
+from ._writer import Finalize, Flush, SnapshotWriter
 
 __all__ = ["Cancel", "Decide", "RunSupervisor", "Services"]
 
@@ -117,6 +117,9 @@ class RunSupervisor(PooledActor):
                 sink=sink,
                 timers=services.timers,
             )
+            # The first snapshot is on disk before anything runs, so even a crash at
+            # the first instant leaves a run that can be resumed.
+            self._writer.ask(Flush(), timeout=60)
         forward = ForwardingLogger(self._writer) if self._writer is not None else None
         log = run_logger(forward, run_id=p.run_id, workflow=p.workflow.name)
         env = NodeEnv(

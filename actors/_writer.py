@@ -48,7 +48,7 @@ from ._logging import JsonLinesLogger, LogLine, event_fields, run_logger
 from ._pool import PooledActor, ThreadPool
 from ._timers import TimerHandle, TimerService
 
-__all__ = ["Finalize", "SnapshotWriter"]
+__all__ = ["Finalize", "Flush", "SnapshotWriter"]
 
 _RESULT_EVENTS = (NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped)
 _log = structlog.get_logger("wavecrest")
@@ -56,6 +56,10 @@ _log = structlog.get_logger("wavecrest")
 
 class _FlushDue(NamedTuple):
     pass
+
+
+class Flush(NamedTuple):
+    """Reply once every event told before it is in a snapshot on disk."""
 
 
 class Finalize(NamedTuple):
@@ -109,6 +113,9 @@ class SnapshotWriter(PooledActor):
                 self._write()
         elif isinstance(message, Finalize):
             return self._finalize(message.result)
+        elif isinstance(message, Flush):
+            if self._dirty:
+                self._write()
         else:
             return super().on_receive(message)
         return None
