@@ -37,7 +37,7 @@ from wavecrest.core._snapshot import read_snapshot
 
 from ._console import make_console, make_progress, print_errors, print_nodes, print_summary
 from ._prepare import default_state_dir, find_snapshot
-from ._runtime import Runtime, record_result
+from ._runtime import Runtime
 
 __all__ = ["main"]
 
@@ -350,7 +350,7 @@ def _report(
 def _inspect(args: argparse.Namespace, console: Any) -> int:
     path = find_snapshot(args.run, args.state_dir)
     record = read_snapshot(path)
-    result = record_result(record, str(path))
+    result = record.to_result(str(path))
     if args.json:
         print(
             json.dumps(

@@ -203,7 +203,7 @@ class Runtime:
         if record.status == "completed":
             # Nothing is left to do: the handle resolves at once with the stored result.
             handle = RunHandle(record.run_id, record.workflow)
-            handle.future.set_result(record_result(record, str(path)))
+            handle.future.set_result(record.to_result(str(path)))
             return handle
         prepared = prepare_resume(
             path,
@@ -298,25 +298,6 @@ class Runtime:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close(wait=exc_info[0] is None)
-
-
-def record_result(record: Any, snapshot: str | None) -> RunResult:
-    """A finished run's result, read back from its snapshot record."""
-    return RunResult(
-        run_id=record.run_id,
-        workflow=record.workflow,
-        status=record.status,
-        outputs={p: r.output for p, r in record.results.items() if r.status == "succeeded"},
-        errors=tuple(record.errors),
-        nodes=dict(record.results),
-        seed=record.seed,
-        reason=record.reason,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        snapshot_path=snapshot,
-        abandoned=record.abandoned,
-        version=record.version,
-    )
 
 
 def run_workflow(

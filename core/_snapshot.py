@@ -78,6 +78,7 @@ import msgpack
 
 from ._errors import OutputEncodingError, SnapshotError
 from ._events import ErrorInfo, NodeResult
+from ._result import RunResult
 
 __all__ = [
     "EXT_CODES",
@@ -783,6 +784,24 @@ class RunRecord:
     errors: tuple[ErrorInfo, ...]
     resumes: int = 0
     abandoned: int = 0
+
+    def to_result(self, snapshot_path: str | None = None) -> RunResult:
+        """The run's result as recorded (final once the run has ended)."""
+        return RunResult(
+            run_id=self.run_id,
+            workflow=self.workflow,
+            status=self.status,  # type: ignore[arg-type]
+            outputs={p: r.output for p, r in self.results.items() if r.status == "succeeded"},
+            errors=tuple(self.errors),
+            nodes=dict(self.results),
+            seed=self.seed,
+            reason=self.reason,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            snapshot_path=snapshot_path,
+            abandoned=self.abandoned,
+            version=self.version,
+        )
 
 
 _RESULTS_KEY = _key("results")
