@@ -25,17 +25,26 @@ from typing import Any, NoReturn
 
 import structlog
 from wavecrest.core import (
+    Plan,
     RunResult,
     SnapshotError,
     WavecrestError,
     WorkflowError,
     load_workflow,
+    parse_workflow,
     plan,
 )
 from wavecrest.core._config import parse_assignments
 from wavecrest.core._snapshot import read_snapshot
 
-from ._console import make_console, make_progress, print_errors, print_nodes, print_summary
+from ._console import (
+    make_console,
+    make_progress,
+    print_errors,
+    print_nodes,
+    print_summary,
+    with_pending,
+)
 from ._prepare import default_state_dir, find_snapshot
 from ._runtime import Runtime
 
@@ -240,7 +249,9 @@ def _run(args: argparse.Namespace, console: Any) -> int:
         result, interrupted = _wait(handle)
     if progress is not None:
         progress.close()
-    return _report(args, console, result, interrupted, workflow_file=args.file)
+    return _report(
+        args, console, result, interrupted, workflow_file=args.file, planned=plan(workflow)
+    )
 
 
 def _resume(args: argparse.Namespace, console: Any) -> int:
@@ -270,10 +281,20 @@ def _resume(args: argparse.Namespace, console: Any) -> int:
         result, interrupted = _wait(handle)
     if progress is not None:
         progress.close()
-    workflow_file = None
-    if args.append_log and result.snapshot_path:
-        workflow_file = read_snapshot(result.snapshot_path).workflow_path
-    return _report(args, console, result, interrupted, workflow_file=workflow_file)
+    workflow_file, planned = None, None
+    if result.snapshot_path:
+        record = read_snapshot(result.snapshot_path)
+        workflow_file = record.workflow_path if args.append_log else None
+        planned = _plan_of(record)
+    return _report(args, console, result, interrupted, workflow_file=workflow_file, planned=planned)
+
+
+def _plan_of(record: Any) -> Plan | None:
+    """The plan of the workflow a snapshot recorded (None if it no longer parses)."""
+    try:
+        return plan(parse_workflow(record.source, record.workflow_path))
+    except WavecrestError:
+        return None
 
 
 def _wait(handle: Any) -> tuple[RunResult, bool]:
@@ -312,11 +333,12 @@ def _report(
     interrupted: bool,
     *,
     workflow_file: str | None,
+    planned: Plan | None = None,
 ) -> int:
     if args.json:
         print(json.dumps(result.to_json(), default=repr, ensure_ascii=False))
     elif not args.quiet:
-        print_summary(console, result)
+        print_summary(console, result, planned=planned)
     elif result.errors:
         # Quiet means no progress and no summary, but a failure is never silent.
         print_errors(console, result.errors)
@@ -397,7 +419,7 @@ def _inspect(args: argparse.Namespace, console: Any) -> int:
     console.print(f"  snapshot: {path}")
     if record.workflow_path:
         console.print(f"  workflow: {record.workflow_path}")
-    print_nodes(console, result.nodes.items())
+    print_nodes(console, with_pending(result.nodes, _plan_of(record)))
     print_errors(console, result.errors)
     return EXIT_OK
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from wavecrest.core import ErrorInfo, NodeResult, RunEvent, RunResult, format_duration
+from wavecrest.core import ErrorInfo, NodeResult, Plan, RunEvent, RunResult, format_duration
 from wavecrest.core._events import (
     CheckpointWaiting,
     FaultInjected,
@@ -183,7 +183,23 @@ def make_progress(console: Console, *, quiet: bool, total: int, verbose: bool = 
     return PlainProgress(console, verbose=verbose)
 
 
-def print_summary(console: Console, result: RunResult, *, width: int = 60) -> None:
+def with_pending(
+    nodes: dict[str, NodeResult], planned: Plan | None
+) -> list[tuple[str, NodeResult]]:
+    """The recorded results, then every node of the plan that never started, as ``pending``."""
+    rows = list(nodes.items())
+    if planned is not None:
+        rows += [
+            (path, NodeResult(path.rsplit("/", 1)[-1], "pending"))
+            for path in planned.static_paths()
+            if path not in nodes
+        ]
+    return rows
+
+
+def print_summary(
+    console: Console, result: RunResult, *, planned: Plan | None = None, width: int = 60
+) -> None:
     """Status, a row per node (status, attempts, duration, output) and every error."""
     took = format_duration(result.duration) if result.duration is not None else "-"
     console.print(
@@ -195,7 +211,7 @@ def print_summary(console: Console, result: RunResult, *, width: int = 60) -> No
     )
     if result.reason and result.status != "completed":
         console.print(f"  {result.reason}")
-    print_nodes(console, result.nodes.items(), width=width)
+    print_nodes(console, with_pending(result.nodes, planned), width=width)
     print_errors(console, result.errors)
     if result.snapshot_path:
         console.print(f"snapshot: {result.snapshot_path}")

@@ -454,8 +454,10 @@ class _Analyser:
                 f"{target!r} is a fallback node and never runs on its own; {nid!r} cannot read it",
             )
             return None
-        if target == nid or target == owner_id:
-            self._cycle(self.infos[nid].node, (target, nid, target) if target != nid else (nid, nid))
+        if target in (nid, owner_id):
+            self._cycle(
+                self.infos[nid].node, (target, nid, target) if target != nid else (nid, nid)
+            )
             return None
         if tinfo.scope == info.scope:
             # The common case: two nodes of the same body.
@@ -689,6 +691,22 @@ class Plan:
 
     def __len__(self) -> int:
         return sum(1 for _ in self._walk())
+
+    def static_paths(self) -> list[str]:
+        """The paths every run has, in declaration order: the workflow's nodes and those of
+        bodies that run at most once (not foreach, loop or while bodies, whose paths
+        depend on the items and iterations)."""
+        paths: list[str] = []
+
+        def walk(scope: Scope) -> None:
+            for pn in scope.nodes:
+                paths.append(pn.id)
+                if not isinstance(pn.node, _REPEATING):
+                    for body in pn.bodies:
+                        walk(body)
+
+        walk(self.root)
+        return paths
 
     # -- renderings ----------------------------------------------------------------
 

@@ -230,3 +230,23 @@ def test_a_run_timeout_ends_with_a_clear_message(
     assert "run exceeded its timeout of 50ms" in err
     assert "resume with: wavecrest resume" in err
     assert "Traceback" not in err
+
+
+def test_nodes_that_never_started_are_listed_as_pending(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "ff.flow.md"
+    path.write_text(
+        "---\nname: ff\n---\n<workflow>\n"
+        '  <transform id="bad" type="template" template="{{ 1 / 0 }}"/>\n'
+        '  <transform id="later" type="template" input="bad" template="x"/>\n'
+        "</workflow>\n"
+    )
+    code, _, err = run_cli(capsys, "run", str(path))
+    assert code == 1
+    [row] = [line for line in err.splitlines() if line.startswith("later")]
+    assert row.split()[:2] == ["later", "pending"]
+    run_id = next(line.split()[1] for line in err.splitlines() if line.startswith("run "))
+    code, _, err = run_cli(capsys, "inspect", run_id)
+    assert code == 0
+    assert any(line.split()[:2] == ["later", "pending"] for line in err.splitlines())
