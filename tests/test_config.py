@@ -69,7 +69,8 @@ def test_defaults_fill_what_is_not_given() -> None:
     [
         (
             {},
-            r"missing required config 'needed' \(integer\) for workflow 'typed'; give it with --set needed=VALUE",
+            r"missing required config 'needed' \(integer\) for workflow 'typed'; "
+            r"give it with --set needed=VALUE",
         ),
         (
             {"needed": 1, "count": "two"},
