@@ -48,9 +48,9 @@ class Subscribers:
 
 
 class Deliver(NamedTuple):
-    """Give ``event`` to the run's own callback (if any), then to the Runtime's subscribers."""
+    """Give each event, in order, to the run's own callback (if any), then to the subscribers."""
 
-    event: RunEvent
+    events: tuple[RunEvent, ...]
     callback: Callback | None
 
 
@@ -67,14 +67,15 @@ class EventDispatcher(PooledActor):
         callbacks = self._subscribers()
         if message.callback is not None:
             callbacks = (message.callback, *callbacks)
-        for callback in callbacks:
-            try:
-                callback(message.event)
-            except Exception:  # noqa: BLE001 - a callback's bug must not reach the run
+        for event in message.events:
+            for callback in callbacks:
                 try:
-                    _log.exception(
-                        "callback.failed", callback=repr(callback), event_name=message.event.name
-                    )
-                except Exception:  # noqa: BLE001 - a broken log setup must not stop delivery
-                    pass
+                    callback(event)
+                except Exception:  # noqa: BLE001 - a callback's bug must not reach the run
+                    try:
+                        _log.exception(
+                            "callback.failed", callback=repr(callback), event_name=event.name
+                        )
+                    except Exception:  # noqa: BLE001 - a broken log setup must not stop delivery
+                        pass
         return None

@@ -14,13 +14,14 @@ so an embedding application's own structlog configuration applies.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-from pykka import ActorDeadError
 from wavecrest.core import RunEvent
 from wavecrest.core._events import (
     CheckpointWaiting,
@@ -36,6 +37,7 @@ from wavecrest.core._events import (
 )
 
 __all__ = [
+    "EventLines",
     "ForwardingLogger",
     "JsonLinesLogger",
     "LogLine",
@@ -65,6 +67,16 @@ class JsonLinesLogger:
 
     log = debug = info = warn = warning = error = critical = exception = msg
 
+    def write_lines(self, lines: list[str]) -> None:
+        """Append several rendered lines at once (secrets masked)."""
+        text = "\n".join(lines) + "\n"
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(text)
+
     def flush(self) -> None:
         with self._lock:
             if not self._file.closed:
@@ -83,23 +95,72 @@ class LogLine(NamedTuple):
 
 
 class ForwardingLogger:
-    """A structlog logger for runtimes: it hands each rendered line to the snapshot writer.
+    """A structlog logger for runtimes: it queues each rendered line for the snapshot writer.
 
-    Lines then reach the file in the order the writer receives them, after the
-    ``node.started`` event that preceded the attempt, so the log reads causally.
+    Lines share one queue with the run's events (the writer's feed), so they
+    reach the file after the ``node.started`` of their attempt and before its
+    result: the log reads causally.
     """
 
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
+    def __init__(self, feed: Any) -> None:
+        self._feed = feed
 
     def msg(self, message: str) -> None:
-        try:
-            self._writer.tell(LogLine(message))
-        except ActorDeadError:
-            pass  # the run is over; a late line from an abandoned attempt is dropped
+        self._feed.push([LogLine(message)])
 
     log = debug = info = warn = warning = error = critical = exception = msg
 
+
+class EventLines:
+    """Renders the run's own events as JSON lines, the shape structlog's JSONRenderer gives.
+
+    The engine logs two events per node; going through structlog's processor
+    chain for each would cost more than the rest of persisting the run, so
+    these lines are built directly. Runtimes' own lines still go through
+    structlog (``ctx.log``).
+    """
+
+    def __init__(self, **bound: Any) -> None:
+        self._bound = bound
+        self._second = -1
+        self._prefix = ""
+        # '{"run_id": "...", "workflow": "...", ' for the lines built from templates.
+        self._head = json.dumps(bound, default=repr)[:-1] + ", " if bound else "{"
+
+    def _timestamp(self, at: float) -> str:
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((at - second) * 1_000_000):06d}Z"
+
+    def render(self, event: RunEvent) -> str:
+        kind = type(event)
+        # The two lines every node writes, from templates; the rest via json.dumps.
+        if kind is NodeStarted and event.fallback is None:  # type: ignore[attr-defined]
+            return (
+                f'{self._head}"node": {_quote(event.path)}, '  # type: ignore[attr-defined]
+                f'"attempt": {event.attempt}, "event": "node.started", '  # type: ignore[attr-defined]
+                f'"level": "info", "timestamp": "{self._timestamp(event.at)}"}}'
+            )
+        if kind is NodeSucceeded and not event.reused:  # type: ignore[attr-defined]
+            duration = event.result.duration  # type: ignore[attr-defined]
+            return (
+                f'{self._head}"node": {_quote(event.path)}, '  # type: ignore[attr-defined]
+                f'"attempt": {event.attempt}, '  # type: ignore[attr-defined]
+                f'"duration": {"null" if duration is None else repr(duration)}, '
+                f'"event": "node.succeeded", "level": "info", '
+                f'"timestamp": "{self._timestamp(event.at)}"}}'
+            )
+        line = dict(self._bound)
+        line.update(event_fields(event))
+        line["event"] = event.name
+        line["level"] = "info"
+        line["timestamp"] = self._timestamp(event.at)
+        return json.dumps(line, default=repr)
+
+
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 _PROCESSORS: list[Any] = [
     structlog.processors.add_log_level,

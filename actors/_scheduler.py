@@ -71,7 +71,7 @@ class SchedulerActor(PooledActor):
         semaphore: ActorRef[Any],
         timers: TimerService,
         supervisor: ActorRef[Any],
-        publish: Callable[[Emit], None] | None,
+        publish: Callable[[list[Emit]], None] | None,
     ) -> None:
         super().__init__(pool)
         self.core = core
@@ -90,6 +90,7 @@ class SchedulerActor(PooledActor):
     def on_start(self) -> None:
         self._env.scheduler = self.actor_ref
         self._apply(self.core.start())
+        self._flush_permits()
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
@@ -98,19 +99,25 @@ class SchedulerActor(PooledActor):
         elif kind is TimerFired:
             self._timer_handles.pop(message.timer, None)
         self._apply(self.core.handle(message))
+        # Whatever the message, permit operations held back while more messages
+        # waited go out once the inbox is empty.
+        if self.actor_inbox.empty():
+            self._flush_permits()
         return None
 
     def _apply(self, commands: list[Any]) -> None:
+        """Carry out the core's commands: events are published once per step, before
+        the step's node actors start."""
         permits = self._permits
+        emits: list[Emit] = []
+        starts: list[StartTask] = []
+        finished = False
         for command in commands:
             kind = type(command)
             if kind is StartTask:
-                cancel = threading.Event()
-                ref = NodeActor.start(self._pool, self._env, command, cancel)
-                self._nodes[command.token] = (cancel, ref)
+                starts.append(command)
             elif kind is Emit:
-                if self._publish is not None:
-                    self._publish(command)
+                emits.append(command)
             elif kind is ReleasePermits:
                 permits[0] += command.count
             elif kind is RequestPermits:
@@ -140,12 +147,24 @@ class SchedulerActor(PooledActor):
             elif kind is WithdrawPermits:
                 permits[2] += command.count
             elif kind is Finished:
-                self._flush_permits()
-                self._supervisor.tell(RunEnded(self.core.result()))
-        # While more messages wait, keep collecting: under load the semaphore then
-        # gets one message for many completions instead of one each.
-        if self.actor_inbox.empty():
+                finished = True
+        if emits:
+            self._publish_events(emits)
+        for start in starts:
+            # Started after the step's events are published, so node.started is
+            # in the log before anything the attempt logs.
+            cancel = threading.Event()
+            ref = NodeActor.start(self._pool, self._env, start, cancel)
+            self._nodes[start.token] = (cancel, ref)
+        if finished:
+            # Reported after the last events were published, so they reach the
+            # writer and the dispatcher first.
             self._flush_permits()
+            self._supervisor.tell(RunEnded(self.core.result()))
+
+    def _publish_events(self, emits: list[Emit]) -> None:
+        if self._publish is not None:
+            self._publish(emits)
 
     def _flush_permits(self) -> None:
         permits = self._permits

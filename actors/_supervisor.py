@@ -33,7 +33,13 @@ from wavecrest.core import (
     SystemClock,
 )
 from wavecrest.core._events import CancelRun, CheckpointDecided, Emit, Escalate
-from wavecrest.core._snapshot import Redactor, RunRecord, encode_result, encode_value
+from wavecrest.core._snapshot import (
+    Redactor,
+    ResultEntries,
+    RunRecord,
+    encode_result,
+    encode_value,
+)
 
 from ._dispatch import Deliver, Subscribers
 from ._logging import ForwardingLogger, open_run_log, run_logger
@@ -43,7 +49,7 @@ from ._prepare import PreparedRun
 from ._scheduler import RunEnded, SchedulerActor, SchedulerCrashed
 from ._semaphore import ReleaseAll
 from ._timers import TimerService
-from ._writer import Finalize, Flush, SnapshotWriter
+from ._writer import EventFeed, Finalize, Flush, SnapshotWriter
 
 __all__ = ["Cancel", "Decide", "RunSupervisor", "Services"]
 
@@ -93,6 +99,7 @@ class RunSupervisor(PooledActor):
         self._decider = Supervisor(prepared.policy, seed=prepared.seed, clock=self._clock)
         self._scheduler: ActorRef[Any] | None = None
         self._writer: ActorRef[Any] | None = None
+        self._feed: EventFeed | None = None
         self._core: Scheduler | None = None
 
     # -- starting ----------------------------------------------------------------
@@ -105,14 +112,13 @@ class RunSupervisor(PooledActor):
         if p.snapshot_path is not None:
             assert p.log_path is not None
             sink = open_run_log(p.log_path, p.secrets.values())
+            self._feed = EventFeed(services.timers)
             self._writer = SnapshotWriter.start(
                 services.pool,
                 path=p.snapshot_path,
                 header=self._header(),
-                entries={
-                    path: encode_result(result, redactor=redactor)
-                    for path, result in (p.prior or {}).items()
-                },
+                entries=_prior_entries(p.prior or {}, redactor),
+                feed=self._feed,
                 redactor=redactor,
                 sink=sink,
                 timers=services.timers,
@@ -120,7 +126,7 @@ class RunSupervisor(PooledActor):
             # The first snapshot is on disk before anything runs, so even a crash at
             # the first instant leaves a run that can be resumed.
             self._writer.ask(Flush(), timeout=60)
-        forward = ForwardingLogger(self._writer) if self._writer is not None else None
+        forward = ForwardingLogger(self._feed) if self._feed is not None else None
         log = run_logger(forward, run_id=p.run_id, workflow=p.workflow.name)
         env = NodeEnv(
             run_id=p.run_id,
@@ -198,18 +204,19 @@ class RunSupervisor(PooledActor):
             errors=(),
         )
 
-    def _publisher(self) -> Callable[[Emit], None]:
-        writer = self._writer
+    def _publisher(self) -> Callable[[list[Emit]], None]:
         dispatcher = self._services.dispatcher
         subscribers = self._services.subscribers
         callback = self.prepared.on_event
 
-        def publish(emit: Emit) -> None:
-            if writer is not None:
-                writer.tell(emit)
+        feed = self._feed
+
+        def publish(emits: list[Emit]) -> None:
+            if feed is not None:
+                feed.push(emits)
             if callback is not None or subscribers:
                 try:
-                    dispatcher.tell(Deliver(emit.event, callback))
+                    dispatcher.tell(Deliver(tuple(e.event for e in emits), callback))
                 except ActorDeadError:
                     pass  # the Runtime stopped delivering events while closing
 
@@ -319,3 +326,11 @@ class RunSupervisor(PooledActor):
                     finished_at=time.time(),
                 )
             )
+
+
+def _prior_entries(prior: dict[str, Any], redactor: Redactor) -> ResultEntries:
+    """The results of the run being resumed, encoded once for the snapshot writer."""
+    entries = ResultEntries()
+    for path, result in prior.items():
+        entries.put(path, encode_result(result, redactor=redactor))
+    return entries

@@ -19,6 +19,7 @@ that last interval. The final state is written synchronously by
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,29 +33,75 @@ from wavecrest.core._events import (
     NodeFailed,
     NodeResult,
     NodeSkipped,
+    NodeStarted,
     NodeSucceeded,
     RunFinished,
     RunStarted,
 )
 from wavecrest.core._snapshot import (
     Redactor,
+    ResultEntries,
     RunRecord,
     encode_result,
     encode_snapshot,
     write_atomic,
 )
 
-from ._logging import JsonLinesLogger, LogLine, event_fields, run_logger
+from ._logging import EventLines, JsonLinesLogger, LogLine
 from ._pool import PooledActor, ThreadPool
 from ._timers import TimerHandle, TimerService
 
-__all__ = ["Finalize", "Flush", "SnapshotWriter"]
+__all__ = ["EventFeed", "Finalize", "Flush", "SnapshotWriter"]
 
 _RESULT_EVENTS = (NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped)
 _log = structlog.get_logger("wavecrest")
 
 
 class _FlushDue(NamedTuple):
+    pass
+
+
+class EventFeed:
+    """What a run has to log and record, on its way to the writer: one ordered queue.
+
+    The scheduler appends its events and runtimes append their log lines, so
+    the order of the queue is the order things happened in: the scheduler
+    appends ``node.started`` before it starts the node, and a node's result
+    after the node reported. The writer takes everything at once. When the
+    queue goes from empty to non-empty a doorbell is scheduled ``delay``
+    seconds later, so a busy run wakes the writer fifty times a second at most
+    instead of once per step (each wake-up costs the scheduler the GIL).
+    Flush and Finalize drain the queue before they write.
+    """
+
+    def __init__(self, timers: TimerService, delay: float = 0.02) -> None:
+        self._lock = threading.Lock()
+        self._items: list[Emit | LogLine] = []
+        self._rung = False
+        self._writer: Any = None
+        self._timers = timers
+        self._delay = delay
+
+    def attach(self, writer: Any) -> None:
+        """Ring ``writer`` (an actor ref) when items arrive."""
+        self._writer = writer
+
+    def push(self, items: list[Emit] | list[LogLine]) -> None:
+        with self._lock:
+            self._items.extend(items)
+            ring = not self._rung
+            self._rung = True
+        if ring and self._writer is not None:
+            self._timers.schedule(self._delay, self._writer, _Doorbell())
+
+    def take(self) -> list[Emit | LogLine]:
+        with self._lock:
+            items, self._items = self._items, []
+            self._rung = False
+        return items
+
+
+class _Doorbell(NamedTuple):
     pass
 
 
@@ -77,19 +124,22 @@ class SnapshotWriter(PooledActor):
         *,
         path: Path,
         header: RunRecord,
-        entries: dict[str, bytes],
+        entries: ResultEntries,
+        feed: EventFeed,
         redactor: Redactor,
         sink: JsonLinesLogger,
         timers: TimerService,
         min_interval: float = 0.05,
     ) -> None:
         super().__init__(pool)
+        self.feed = feed
+        feed.attach(self.actor_ref)
         self.path = path
         self._header = header
         self._entries = entries
         self._redactor = redactor
         self._sink = sink
-        self._log = run_logger(sink, run_id=header.run_id, workflow=header.workflow)
+        self._lines = EventLines(run_id=header.run_id, workflow=header.workflow)
         self._timers = timers
         self._min_interval = min_interval
         self._interval = min_interval
@@ -103,10 +153,8 @@ class SnapshotWriter(PooledActor):
         self._write()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Emit):
-            self._record(message)
-        elif isinstance(message, LogLine):
-            self._sink.msg(message.text)
+        if isinstance(message, _Doorbell):
+            self._drain()
         elif isinstance(message, _FlushDue):
             self._flush_timer = None
             if self._dirty:
@@ -114,6 +162,7 @@ class SnapshotWriter(PooledActor):
         elif isinstance(message, Finalize):
             return self._finalize(message.result)
         elif isinstance(message, Flush):
+            self._drain()
             if self._dirty:
                 self._write()
         else:
@@ -122,14 +171,19 @@ class SnapshotWriter(PooledActor):
 
     def _record(self, emit: Emit) -> None:
         event = emit.event
-        if isinstance(event, _RESULT_EVENTS):
+        kind = type(event)
+        if kind is NodeStarted:
+            return  # only logged: a started node has no result yet
+        if kind is NodeSucceeded:
+            self._entries.put(event.path, self._encode(event.path, event.result, emit.payload))  # type: ignore[attr-defined]
+        elif isinstance(event, _RESULT_EVENTS):
             payload = emit.payload if isinstance(event, NodeSucceeded) else None
-            self._entries[event.path] = self._encode(event.path, event.result, payload)
+            self._entries.put(event.path, self._encode(event.path, event.result, payload))
             if isinstance(event, NodeFailed):
                 self._errors.extend(event.result.errors)
         elif isinstance(event, CheckpointWaiting):
             waiting = NodeResult(event.node, "waiting", reason=event.prompt or None)
-            self._entries[event.path] = encode_result(waiting, redactor=self._redactor)
+            self._entries.put(event.path, encode_result(waiting, redactor=self._redactor))
         elif isinstance(event, RunStarted):
             self._header = dataclasses.replace(self._header, status="running", started_at=event.at)
         elif isinstance(event, RunFinished):
@@ -140,7 +194,22 @@ class SnapshotWriter(PooledActor):
                 finished_at=event.at,
                 abandoned=event.abandoned,
             )
-        self._log.info(event.name, **event_fields(event))
+
+    def _drain(self) -> None:
+        items = self.feed.take()
+        if not items:
+            return
+        lines = []
+        for item in items:
+            if type(item) is LogLine:
+                lines.append(item.text)
+            else:
+                self._record(item)  # type: ignore[arg-type]
+                lines.append(self._lines.render(item.event))  # type: ignore[union-attr]
+        self._sink.write_lines(lines)
+        self._changed()
+
+    def _changed(self) -> None:
         self._dirty = True
         if self._flush_timer is None:
             delay = self._last_write + self._interval - time.monotonic()
@@ -178,6 +247,7 @@ class SnapshotWriter(PooledActor):
         self.writes += 1
 
     def _finalize(self, result: RunResult) -> str:
+        self._drain()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -193,7 +263,7 @@ class SnapshotWriter(PooledActor):
             # Every event carried its result here already; this only guards the
             # final snapshot against a result that reached the run but no event.
             if path not in self._entries:
-                self._entries[path] = self._encode(path, node, None)
+                self._entries.put(path, self._encode(path, node, None))
         self._write()
         self._sink.close()
         return str(self.path)

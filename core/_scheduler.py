@@ -593,6 +593,19 @@ class Scheduler:
         fault = None
         if self.faults is not None:
             fault = self.faults.draw(self.seed, path, node.id, node.runtime_key, attempt)
+        # NodeStarted first: whoever carries out StartTask may publish what
+        # precedes it, and the event then precedes anything the attempt logs.
+        if self.observed:
+            self._emit(
+                NodeStarted(
+                    run_id=self.run_id,
+                    at=wall,
+                    path=path,
+                    node=pn.node.id,
+                    attempt=attempt,
+                    fallback=node.id if primary_error is not None else None,
+                )
+            )
         self._out.append(
             StartTask(
                 token,
@@ -605,17 +618,6 @@ class Scheduler:
                 pn.node.id if primary_error is not None else None,
             )
         )
-        if self.observed:
-            self._emit(
-                NodeStarted(
-                    run_id=self.run_id,
-                    at=wall,
-                    path=path,
-                    node=pn.node.id,
-                    attempt=attempt,
-                    fallback=node.id if primary_error is not None else None,
-                )
-            )
         if fault is not None:
             self._emit(
                 FaultInjected(

@@ -86,6 +86,7 @@ __all__ = [
     "MAX_SET_DEPTH",
     "VERSION",
     "Redactor",
+    "ResultEntries",
     "RunRecord",
     "decode_result",
     "decode_snapshot",
@@ -417,6 +418,14 @@ _EXT_ENCODERS: dict[type, Callable[[_Encoder, Any], Any]] = {
 def _encode(value: Any, root: str) -> bytes:
     """``value`` encoded, or OutputEncodingError naming the culprit under ``root``."""
     try:
+        # Plain values (None, numbers, str, bytes, lists, dicts) need no hook: C
+        # packs them in one call. Anything else (tuples, sets, datetimes, str
+        # subclasses...) is refused under strict_types and goes the long way,
+        # which gives the same bytes for the plain parts.
+        return msgpack.packb(value, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError):
+        pass
+    try:
         try:
             return _Encoder().encode(value)
         except UnicodeEncodeError:
@@ -716,22 +725,25 @@ def encode_result(
     otherwise the output is encoded here. ``redactor`` masks secrets in the
     output, the reason and the errors' type, message and traceback.
     """
+    error, primary, reason = result.error, result.primary_error, result.reason
     head: dict[str, Any] = {
         "node": result.node,
         "status": result.status,
-        "error": _error_map(result.error, redactor),
+        "error": None if error is None else _error_map(error, redactor),
         "attempts": result.attempts,
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "duration": result.duration,
         "fallback": result.fallback,
-        "primary_error": _error_map(result.primary_error, redactor),
+        "primary_error": None if primary is None else _error_map(primary, redactor),
         "abandoned": result.abandoned,
-        "reason": redactor.redact(result.reason) if redactor else result.reason,
+        "reason": redactor.redact(reason) if redactor and reason is not None else reason,
     }
     if encoded_output is None:
         encoded_output = encode_value(result.output, redactor=redactor)
-    encoded_head = _encode(head, f"result[{result.node!r}]")
+    # The head holds only plain values, so the packb fast path always takes it
+    # and the root name (for error messages) is never needed.
+    encoded_head = _encode(head, "result")
     return b"".join(
         (_map_header(len(head) + 1), _map_pairs(encoded_head), _OUTPUT_KEY, encoded_output)
     )
@@ -809,10 +821,29 @@ _PAYLOAD_KEY = _key("payload")
 _REDACTED_FIELDS = frozenset({"reason", "config", "options"})
 
 
+class ResultEntries(dict[str, bytes]):
+    """Encoded results by path, each stored with its encoded key, ready to splice.
+
+    A snapshot writer keeps one of these and rewrites the file often; with the
+    keys already encoded, a write is one join of the values, with no Python
+    work per result.
+    """
+
+    __slots__ = ()
+
+    def put(self, path: str, encoded: bytes) -> None:
+        """Store :func:`encode_result` bytes for ``path``."""
+        self[path] = _key(path) + encoded
+
+
 def encode_snapshot(
-    header: RunRecord, results: Mapping[str, bytes], *, redactor: Redactor | None = None
+    header: RunRecord,
+    results: Mapping[str, bytes] | ResultEntries,
+    *,
+    redactor: Redactor | None = None,
 ) -> bytes:
-    """The snapshot file of ``header`` with ``results``: :func:`encode_result` bytes by path.
+    """The snapshot file of ``header`` with ``results``: :func:`encode_result` bytes by path
+    (or a :class:`ResultEntries`).
 
     ``header.results`` is ignored: the results are spliced in from ``results``
     without being decoded or encoded again. ``redactor`` masks secrets in the
@@ -836,23 +867,23 @@ def encode_snapshot(
         _RESULTS_KEY,
         _map_header(len(results)),
     ]
-    for path, encoded in results.items():
-        if not isinstance(path, str):
-            raise TypeError(f"result paths must be str, not {type(path).__name__}")
-        pieces += (_key(path), encoded)
-    digest = hashlib.blake2b(digest_size=32)
-    size = 0
-    for piece in pieces:
-        digest.update(piece)
-        size += len(piece)
-    envelope = {"format": FORMAT, "version": VERSION, "checksum": "blake2b:" + digest.hexdigest()}
+    if isinstance(results, ResultEntries):
+        pieces.extend(results.values())
+    else:
+        for path, encoded in results.items():
+            if not isinstance(path, str):
+                raise TypeError(f"result paths must be str, not {type(path).__name__}")
+            pieces += (_key(path), encoded)
+    payload = b"".join(pieces)
+    checksum = "blake2b:" + hashlib.blake2b(payload, digest_size=32).hexdigest()
+    envelope = {"format": FORMAT, "version": VERSION, "checksum": checksum}
     return b"".join(
         (
             _map_header(len(envelope) + 1),
             _map_pairs(msgpack.packb(envelope)),
             _PAYLOAD_KEY,
-            _bin_header(size),
-            *pieces,
+            _bin_header(len(payload)),
+            payload,
         )
     )
 

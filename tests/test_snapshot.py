@@ -105,7 +105,11 @@ hashable_leaves = st.one_of(
     st.uuids(),
     st.complex_numbers(allow_nan=False),
     st.builds(Path, st.text(alphabet="ab/.", max_size=6)),
-    st.builds(PureWindowsPath, st.text(alphabet="ab\\:", max_size=6)),
+    # pathlib does not re-parse every Windows path from its own string (e.g. one
+    # built from "//://"), so only paths it can round-trip are expected to.
+    st.builds(PureWindowsPath, st.text(alphabet="ab\\:", max_size=6)).filter(
+        lambda p: PureWindowsPath(str(p)) == p and str(PureWindowsPath(str(p))) == str(p)
+    ),
 )
 hashables = st.recursive(
     hashable_leaves,
