@@ -14,24 +14,45 @@ generator                        waves  edges
 ``layered(n, layers, fan_in)``   layers about ``fan_in`` per node past layer 0
 ===============================  =====  ===================================
 
+:func:`sleep_layered` gives ``layered``'s graph with ``<transform type="sleep">``
+nodes instead (runtime key ``transform:sleep``, :func:`register_sleep`), each
+with a seeded ``seconds`` to wait; :func:`durations` and
+:func:`critical_path_seconds` read those back for the makespan lower bound.
+
 :func:`to_flow_md` writes such a workflow as ``.flow.md`` text that
 :func:`wavecrest.core.parse_workflow` reads back into the same graph.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
 from xml.sax.saxutils import quoteattr
 
 from wavecrest.core import Workflow, register_runtime
-from wavecrest.core._model import TaskNode
+from wavecrest.core._model import FrozenDict, TaskNode
 
-__all__ = ["NOOP", "chain", "layered", "register_noop", "to_flow_md", "wide"]
+__all__ = [
+    "NOOP",
+    "SLEEP",
+    "chain",
+    "critical_path_seconds",
+    "durations",
+    "layered",
+    "register_noop",
+    "register_sleep",
+    "sleep_layered",
+    "to_flow_md",
+    "wide",
+]
 
-#: The runtime key of every generated node.
+#: The runtime key of every node of ``chain``, ``wide`` and ``layered``.
 NOOP = "transform:noop"
+
+#: The runtime key of every node of ``sleep_layered``.
+SLEEP = "transform:sleep"
 
 
 def register_noop() -> None:
@@ -93,6 +114,57 @@ def layered(n: int, layers: int | None = None, fan_in: int = 3, seed: int = 0) -
                 picked.add(rng.randrange(bounds[k]))
             body.append(_task(i, tuple(sorted(picked))))
     return Workflow(name=f"layered-{n}-s{seed}", body=tuple(body))
+
+
+def register_sleep() -> None:
+    """Register ``transform:sleep``: ``ctx.sleep(seconds)`` (cancellable), then return None."""
+    register_runtime(SLEEP, lambda ctx: ctx.sleep(float(ctx.config["seconds"])), replace=True)
+
+
+def sleep_layered(
+    n: int,
+    low: float = 0.005,
+    high: float = 0.030,
+    seed: int = 0,
+    layers: int | None = None,
+    fan_in: int = 3,
+) -> Workflow:
+    """``layered(n, layers, fan_in, seed)`` with every node a ``transform:sleep``.
+
+    Node ``n{i}`` waits ``seconds`` drawn uniformly from ``[low, high]`` and
+    rounded to 0.1 ms (config ``seconds``, a string such as ``"0.0123"``, so
+    :func:`to_flow_md` can write it). The same arguments give the same
+    durations (drawn from their own ``random.Random``, independent of the edges).
+    """
+    if not 0 <= low <= high:
+        raise ValueError(f"invalid durations [{low!r}, {high!r}]: expected 0 <= low <= high")
+    graph = layered(n, layers, fan_in, seed)
+    rng = random.Random(f"sleep-durations-{seed}")
+    body = tuple(
+        dataclasses.replace(
+            node, type="sleep", config=FrozenDict(seconds=f"{rng.uniform(low, high):.4f}")
+        )
+        for node in graph.body
+    )
+    return Workflow(name=f"sleep-layered-{n}-s{seed}", body=body)
+
+
+def durations(workflow: Workflow) -> dict[str, float]:
+    """Each node's ``seconds`` (as ``sleep_layered`` sets it) by id; 0.0 where there is none."""
+    return {
+        node.id: float(node.config.get("seconds", 0.0))
+        for node in workflow.body
+        if isinstance(node, TaskNode)
+    }
+
+
+def critical_path_seconds(workflow: Workflow, seconds: dict[str, float]) -> float:
+    """The largest sum of ``seconds`` along any dependency chain of ``workflow``."""
+    finish: dict[str, float] = {}
+    for node in workflow.body:
+        start = max((finish[i] for i in node.inputs), default=0.0)
+        finish[node.id] = start + seconds.get(node.id, 0.0)
+    return max(finish.values(), default=0.0)
 
 
 def to_flow_md(workflow: Workflow) -> str:

@@ -1,0 +1,208 @@
+"""One measurement in a fresh process; prints its raw result as one JSON line on stdout.
+
+``python -m benchmarks`` starts one worker per (system, graph, size), so the
+peak RSS a worker reports (``ru_maxrss``) belongs to that system alone. A
+worker builds the graph, converts it to the system's form (untimed), warms the
+system up once on a small graph of the same shape, then times up to
+``--repeat`` calls, stopping early once the timed calls add up to
+``--budget`` seconds (at least one call always runs), or at the first call
+whose outcome is wrong.
+
+    python -m benchmarks.worker run --system wavecrest-eager --graph layered --size 10000
+    python -m benchmarks.worker run --system wavecrest-eager --graph layered --size 1000 --snapshots
+    python -m benchmarks.worker run --system floor --graph sleep --size 200
+    python -m benchmarks.worker run --system graph-only --graph chain --size 100000
+    python -m benchmarks.worker throughput --runs 100 --size 50
+
+``--graph sleep`` is ``sleep_layered`` (5-30 ms per node); its result carries
+the makespan lower bound. ``graph-only`` builds the graph and runs nothing:
+the RSS every other worker of that graph starts from. ``throughput`` submits
+``--runs`` runs of ``layered(--size)`` at once to one ``Runtime`` and times
+the first submit to the last result (the Runtime's start and close untimed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from wavecrest.core import Workflow
+
+from .graphs import chain, critical_path_seconds, durations, layered, sleep_layered, wide
+from .systems import CONCURRENCY, SYSTEMS, Outcome, prepare, register_runtimes
+
+__all__ = ["build", "main", "measure"]
+
+GRAPHS = ("chain", "wide", "layered", "sleep")
+WARM_UP_SIZE = 100
+
+
+def build(graph: str, size: int, seed: int = 0) -> Workflow:
+    """The workflow named ``graph`` with ``size`` nodes (``sleep``: 5-30 ms sleeps)."""
+    if graph == "chain":
+        return chain(size)
+    if graph == "wide":
+        return wide(size)
+    if graph == "layered":
+        return layered(size, seed=seed)
+    if graph == "sleep":
+        return sleep_layered(size, seed=seed)
+    raise ValueError(f"unknown graph {graph!r}: expected one of {', '.join(GRAPHS)}")
+
+
+def _warm_up_graph(graph: str, size: int, seed: int) -> Workflow:
+    small = min(size, WARM_UP_SIZE)
+    if graph == "sleep":
+        return sleep_layered(min(size, 20), low=0.001, high=0.002, seed=seed + 1)
+    return build(graph, small, seed + 1)
+
+
+def rss_kb() -> int:
+    """Peak resident set size of this process so far, in KiB (Linux ``ru_maxrss``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(call: Callable[[], Outcome], repeat: int, budget: float) -> tuple[list[float], Outcome]:
+    """Time up to ``repeat`` calls (see the module docstring); the times and the last outcome.
+
+    A call whose outcome has ``extra["seconds"]`` timed itself; that time is used.
+    """
+    times: list[float] = []
+    outcome = Outcome(False, 0, "not run")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        outcome = call()
+        elapsed = time.perf_counter() - start
+        if outcome.extra and "seconds" in outcome.extra:
+            elapsed = outcome.extra["seconds"]
+        times.append(elapsed)
+        if not outcome.ok or sum(times) >= budget:
+            break
+    return times, outcome
+
+
+def _throughput_call(workflow: Workflow, runs: int) -> Callable[[], Outcome]:
+    from wavecrest.actors import Runtime
+
+    nodes = len(workflow.body)
+
+    def call() -> Outcome:
+        with Runtime(max_concurrency=CONCURRENCY) as runtime:
+            start = time.perf_counter()
+            handles = [runtime.submit(workflow) for _ in range(runs)]
+            results = [handle.result() for handle in handles]
+            seconds = time.perf_counter() - start
+        bad = [
+            r
+            for r in results
+            if r.status != "completed"
+            or len(r.nodes) != nodes
+            or any(n.status != "succeeded" for n in r.nodes.values())
+        ]
+        detail = ""
+        if bad:
+            detail = f"{len(bad)} of {runs} runs wrong, e.g. status {bad[0].status!r}, " + (
+                f"{len(bad[0].nodes)} node results, errors {[e.message for e in bad[0].errors][:3]}"
+            )
+        return Outcome(not bad, runs * nodes, detail, {"seconds": seconds})
+
+    return call
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Carry out one measurement; the JSON-ready record."""
+    rss_start = rss_kb()
+    register_runtimes()
+    record: dict[str, Any] = {
+        "kind": args.kind,
+        "system": getattr(args, "system", "wavecrest-runtime"),
+        "graph": getattr(args, "graph", "layered"),
+        "size": args.size,
+        "snapshots": bool(getattr(args, "snapshots", False)),
+        "seed": args.seed,
+        "repeat": args.repeat,
+    }
+    workflow = build(record["graph"], args.size, args.seed)
+    record["nodes"] = len(workflow.body)
+    record["edges"] = sum(len(node.inputs) for node in workflow.body)
+    if record["graph"] == "sleep":
+        seconds = durations(workflow)
+        critical = critical_path_seconds(workflow, seconds)
+        total = sum(seconds.values())
+        record["critical_path"] = critical
+        record["total_work"] = total
+        record["lower_bound"] = max(critical, total / CONCURRENCY)
+    if args.kind == "throughput":
+        record["runs"] = args.runs
+        warm_up = _throughput_call(layered(min(args.size, 20), seed=args.seed + 1), 2)
+        call = _throughput_call(workflow, args.runs)
+    elif record["system"] == "graph-only":
+        record.update(times=[], ok=True, detail="", rss_start_kb=rss_start)
+        record["rss_ready_kb"] = record["rss_peak_kb"] = rss_kb()
+        return record
+    else:
+        work = "sleep" if record["graph"] == "sleep" else "noop"
+        small = _warm_up_graph(record["graph"], args.size, args.seed)
+        warm_up = prepare(record["system"], small, work, snapshots=record["snapshots"])
+        call = prepare(record["system"], workflow, work, snapshots=record["snapshots"])
+    first = warm_up()
+    if not first.ok:
+        record.update(times=[], ok=False, detail=f"warm-up: {first.detail}")
+        return record
+    gc.collect()
+    record["rss_start_kb"] = rss_start
+    record["rss_ready_kb"] = rss_kb()
+    times, outcome = measure(call, args.repeat, args.budget)
+    record["rss_peak_kb"] = rss_kb()
+    record.update(times=times, ok=outcome.ok, detail=outcome.detail)
+    if outcome.extra and "bytes" in outcome.extra:
+        record["snapshot_bytes"] = outcome.extra["bytes"]
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.worker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    one = kinds.add_parser("run", help="one system on one graph")
+    one.add_argument("--system", required=True, choices=(*SYSTEMS, "graph-only"))
+    one.add_argument("--graph", required=True, choices=GRAPHS)
+    one.add_argument(
+        "--snapshots", action="store_true", help="wavecrest with a temporary state_dir"
+    )
+    many = kinds.add_parser("throughput", help="many concurrent runs in one Runtime")
+    many.add_argument("--runs", type=int, default=100)
+    for sub in (one, many):
+        sub.add_argument("--size", type=int, required=True)
+        sub.add_argument("--repeat", type=int, default=3)
+        sub.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls")
+        sub.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.size < 1 or args.repeat < 1 or (args.kind == "throughput" and args.runs < 1):
+        parser.error("--size, --repeat and --runs must be at least 1")
+    try:
+        record = run(args)
+    except Exception:  # noqa: BLE001 - the parent reports any crash with its traceback
+        text = traceback.format_exc()
+        record = {"ok": False, "times": [], "detail": "crashed", "traceback": text}
+        print(record["traceback"], file=sys.stderr)
+    record["pid"] = os.getpid()
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return 0 if record.get("ok") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
