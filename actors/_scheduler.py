@@ -22,6 +22,7 @@ from wavecrest.core._events import (
     AbandonTask,
     CancelTask,
     CancelTimer,
+    CheckpointDecided,
     Emit,
     Escalate,
     Finished,
@@ -41,9 +42,16 @@ from ._pool import PooledActor, ThreadPool
 from ._semaphore import PermitOps
 from ._timers import TimerHandle, TimerService
 
-__all__ = ["RunEnded", "SchedulerActor", "SchedulerCrashed"]
+__all__ = ["DecideCheckpoint", "RunEnded", "SchedulerActor", "SchedulerCrashed"]
 
 _OUTCOMES = (TaskSucceeded, TaskFailed, TaskCancelled)
+
+
+class DecideCheckpoint(NamedTuple):
+    """Approve or reject the checkpoint at ``path`` (every waiting one when None)."""
+
+    path: str | None
+    approve: bool
 
 
 class RunEnded(NamedTuple):
@@ -98,7 +106,13 @@ class SchedulerActor(PooledActor):
             self._nodes.pop(message.token, None)
         elif kind is TimerFired:
             self._timer_handles.pop(message.timer, None)
-        self._apply(self.core.handle(message))
+        elif kind is DecideCheckpoint:
+            paths = [message.path] if message.path is not None else self.core.waiting()
+            for path in paths:
+                self._apply(self.core.handle(CheckpointDecided(path, message.approve)))
+            message = None
+        if message is not None:
+            self._apply(self.core.handle(message))
         # Whatever the message, permit operations held back while more messages
         # waited go out once the inbox is empty.
         if self.actor_inbox.empty():

@@ -32,7 +32,7 @@ from wavecrest.core import (
     Supervisor,
     SystemClock,
 )
-from wavecrest.core._events import CancelRun, CheckpointDecided, Emit, Escalate
+from wavecrest.core._events import CancelRun, Emit, Escalate
 from wavecrest.core._snapshot import (
     Redactor,
     ResultEntries,
@@ -46,7 +46,7 @@ from ._logging import ForwardingLogger, open_run_log, run_logger
 from ._node import NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._prepare import PreparedRun
-from ._scheduler import RunEnded, SchedulerActor, SchedulerCrashed
+from ._scheduler import DecideCheckpoint, RunEnded, SchedulerActor, SchedulerCrashed
 from ._semaphore import ReleaseAll
 from ._timers import TimerService
 from ._writer import EventFeed, Finalize, Flush, SnapshotWriter
@@ -73,11 +73,7 @@ class Cancel(NamedTuple):
     message: str | None = None
 
 
-class Decide(NamedTuple):
-    """Approve or reject the checkpoint at ``path`` (every waiting one when None)."""
-
-    path: str | None
-    approve: bool
+Decide = DecideCheckpoint  # what RunHandle.approve() and reject() tell the supervisor
 
 
 class RunSupervisor(PooledActor):
@@ -232,7 +228,9 @@ class RunSupervisor(PooledActor):
         elif isinstance(message, Cancel):
             self._tell_scheduler(CancelRun(message.reason, message.message))
         elif isinstance(message, Decide):
-            self._decide(message)
+            # The scheduler resolves "every waiting checkpoint" itself: only its
+            # thread may read the run's state.
+            self._tell_scheduler(message)
         elif isinstance(message, SchedulerCrashed):
             self._scheduler_crashed(message)
         else:
@@ -245,17 +243,6 @@ class RunSupervisor(PooledActor):
                 self._scheduler.tell(message)
             except ActorDeadError:
                 pass
-
-    def _decide(self, message: Decide) -> None:
-        paths = [message.path] if message.path is not None else self.waiting_checkpoints()
-        for path in paths:
-            self._tell_scheduler(CheckpointDecided(path, message.approve))
-
-    def waiting_checkpoints(self) -> list[str]:
-        core = self._core
-        if core is None:
-            return []
-        return [p for p, r in core.results.items() if r.status == "waiting"]
 
     def _scheduler_crashed(self, message: SchedulerCrashed) -> None:
         self._services.semaphore.tell(ReleaseAll(message.scheduler))

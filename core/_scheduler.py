@@ -1502,6 +1502,10 @@ class Scheduler:
             version=self.plan.workflow.version,
         )
 
+    def waiting(self) -> list[str]:
+        """The paths of the checkpoints waiting for a decision, with or without a timeout."""
+        return [path for path, result in self.results.items() if result.status == "waiting"]
+
     def statistics(self) -> dict[str, int]:
         """Counts for progress displays: running attempts, queued nodes, permits held and asked."""
         return {

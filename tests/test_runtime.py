@@ -408,3 +408,33 @@ def test_a_backoff_blocks_nothing_and_cancelling_ends_it(runtimes: dict[str, Any
     assert result.status == "cancelled"
     assert result.nodes["retrying"].status == "cancelled"
     assert sorted(done) == [f"n{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(("approve", "status"), [(True, "completed"), (False, "failed")])
+def test_a_waiting_checkpoint_is_decided_from_python(approve: bool, status: str) -> None:
+    """A checkpoint with a timeout waits for handle.approve() / reject() instead of pausing."""
+    waiting = threading.Event()
+    wf = flow(
+        '<transform id="draft" type="template" template="v1"/>\n'
+        '<checkpoint id="ok" input="draft" prompt="publish {{ input }}?" timeout="30s"/>\n'
+        '<transform id="publish" type="template" input="ok" template="published {{ input }}"/>'
+    )
+
+    def on_event(event: RunEvent) -> None:
+        if event.name == "checkpoint.waiting":
+            assert event.prompt == "publish v1?"  # type: ignore[attr-defined]
+            waiting.set()
+
+    with Runtime() as runtime:
+        handle = runtime.submit(wf, on_event=on_event)
+        assert waiting.wait(10)
+        if approve:
+            handle.approve()
+        else:
+            handle.reject("ok")
+        result = handle.result(timeout=10)
+    assert result.status == status
+    if approve:
+        assert result.outputs["publish"] == "published v1"
+    else:
+        assert [e.type for e in result.errors] == ["CheckpointRejectedError"]
