@@ -728,13 +728,21 @@ class Scheduler:
 
     def _attempt_cancelled(self, att: _Attempt, *, abandoned: bool = False) -> None:
         frame, index = att.frame, att.index
+        error, attempts, fallback = None, att.attempt, None
+        if att.fallback:
+            # A cancelled fallback still records why its primary had failed.
+            error, attempts = self._primary.pop(att.path, (None, att.attempt))
+            pn = frame.nodes[index]
+            fallback = pn.fallback.node.id if pn.fallback else None
         result = NodeResult(
             frame.nodes[index].node.id,
             "cancelled",
-            attempts=att.attempt,
+            error=error,
+            attempts=attempts,
             started_at=att.started_at,
             finished_at=self.clock.time(),
             duration=self.clock.monotonic() - att.started,
+            fallback=fallback,
             abandoned=abandoned,
             reason=att.cancel,
         )
@@ -786,8 +794,14 @@ class Scheduler:
         pn = frame.nodes[index]
         path = decision.path
         assert pending.error is not None
-        if isinstance(decision, FailNode) or self._stopping:
-            self._fail_node(pending, decision if isinstance(decision, FailNode) else None)
+        if isinstance(decision, FailNode):
+            self._fail_node(pending, decision)
+            return
+        if self._stopping:
+            # It would have been retried or replaced by its fallback: it did not fail
+            # for good, the stop cut it short. Like a node waiting to retry when the
+            # run stops, it ends cancelled, its error kept on the node alone.
+            self._settle_cancelled(frame, index, "stopping", pending)
             return
         if isinstance(decision, RetryNode):
             self._emit(

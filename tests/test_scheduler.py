@@ -1297,3 +1297,33 @@ def test_the_same_seed_replays_the_same_trace() -> None:
     other, _ = run(RESUMABLE, seed=4)
     assert first.trace == second.trace
     assert first.trace != other.trace
+
+
+def test_a_node_whose_recovery_the_stop_cuts_short_is_cancelled_not_failed() -> None:
+    """Two attempts time out together; the first fails the run fast. The second would have
+    run its fallback: it did not fail for good, so it ends cancelled, and only the first
+    is among the run's errors."""
+    wf = parse_workflow(
+        "---\nname: twin\n---\n<workflow>\n"
+        '  <transform id="a" type="template" template="a" timeout="1s"/>\n'
+        '  <transform id="b" type="template" template="b" timeout="1s">\n'
+        '    <on-error><fallback node="b-local"/></on-error>\n'
+        "  </transform>\n"
+        '  <transform id="b-local" type="template" template="local"/>\n'
+        "</workflow>\n"
+    )
+    faults = FaultPlan.from_mapping({"rules": [{"delay": "30s"}]})
+    result = Simulation(
+        wf,
+        seed=1,
+        settings=RunSettings(max_concurrency=2),
+        faults=faults,
+        cooperative=lambda _start: False,
+    ).run()
+    assert result.status == "failed"
+    assert [(e.node, e.type) for e in result.errors] == [("a", "NodeTimeoutError")]
+    assert result.nodes["a"].status == "failed"
+    assert result.nodes["b"].status == "cancelled"
+    assert result.nodes["b"].reason == "stopping"
+    assert result.nodes["b"].error is not None
+    assert result.nodes["b"].error.type == "NodeTimeoutError"
