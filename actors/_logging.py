@@ -39,7 +39,7 @@ from wavecrest.core._events import (
 __all__ = [
     "EventLines",
     "ForwardingLogger",
-    "JsonLinesLogger",
+    "JsonLinesFile",
     "LogLine",
     "event_fields",
     "open_run_log",
@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 
-class JsonLinesLogger:
-    """A structlog logger writing rendered lines to a buffered file, thread-safely."""
+class JsonLinesFile:
+    """A run's JSON-lines file: buffered, appended under a lock, secret values masked."""
 
     def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,16 +56,6 @@ class JsonLinesLogger:
         self._lock = threading.Lock()
         self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
         self.path = path
-
-    def msg(self, message: str) -> None:
-        for secret in self._secrets:
-            if secret in message:
-                message = message.replace(secret, "***")
-        with self._lock:
-            if not self._file.closed:
-                self._file.write(message + "\n")
-
-    log = debug = info = warn = warning = error = critical = exception = msg
 
     def write_lines(self, lines: list[str]) -> None:
         """Append several rendered lines at once (secrets masked)."""
@@ -170,13 +160,13 @@ _PROCESSORS: list[Any] = [
 ]
 
 
-def open_run_log(path: Path, secrets: Iterable[str] = ()) -> JsonLinesLogger:
+def open_run_log(path: Path, secrets: Iterable[str] = ()) -> JsonLinesFile:
     """The JSON-lines sink of one persisted run."""
-    return JsonLinesLogger(path, secrets)
+    return JsonLinesFile(path, secrets)
 
 
-def run_logger(sink: JsonLinesLogger | ForwardingLogger | None, **bound: Any) -> Any:
-    """A structlog logger for one run: to ``sink`` if persisted, else to structlog's default."""
+def run_logger(sink: ForwardingLogger | None, **bound: Any) -> Any:
+    """The structlog logger runtimes use: into the run's log if persisted, else structlog's."""
     if sink is None:
         return structlog.get_logger("wavecrest").bind(**bound)
     return structlog.wrap_logger(sink, processors=_PROCESSORS).bind(**bound)

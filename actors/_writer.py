@@ -47,7 +47,7 @@ from wavecrest.core._snapshot import (
     write_atomic,
 )
 
-from ._logging import EventLines, JsonLinesLogger, LogLine
+from ._logging import EventLines, JsonLinesFile, LogLine
 from ._pool import PooledActor, ThreadPool
 from ._timers import TimerHandle, TimerService
 
@@ -127,7 +127,7 @@ class SnapshotWriter(PooledActor):
         entries: ResultEntries,
         feed: EventFeed,
         redactor: Redactor,
-        sink: JsonLinesLogger,
+        sink: JsonLinesFile,
         timers: TimerService,
         min_interval: float = 0.05,
     ) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -800,8 +800,3 @@ def _scope_dot(scope: Scope, indent: str) -> list[str]:
                 if not root.deps:
                     out.append(f"{indent}{_dot_id(pn.id)} -> {_dot_id(root.id)} [style=dashed];")
     return out
-
-
-def iter_scopes(plan: Plan) -> Iterable[Scope]:
-    """Every scope of ``plan``, the workflow's first."""
-    return plan.scopes.values()
