@@ -13,9 +13,13 @@ refuses mutation but still pickles and compares like a dict.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+if TYPE_CHECKING:
+    from ._events import ErrorInfo
 
 __all__ = [
     "BranchNode",
@@ -86,7 +90,13 @@ RetryWhen = Literal["retryable", "always"]
 
 @dataclass(frozen=True, slots=True)
 class RetrySpec:
-    """``<retry max backoff base cap when timeout/>``: up to ``max`` retries after attempt 1."""
+    """``<retry max backoff base cap when timeout/>``: up to ``max`` retries after attempt 1.
+
+    Backoff uses full jitter: the delay before retry ``n`` (0 for the first) is
+    drawn from ``[0, ceiling(n)]``, the ceiling being ``min(cap, base * 2**n)``
+    for exponential backoff and ``min(cap, base * (n+1))`` for linear; fixed
+    backoff waits exactly ``min(cap, base)``.
+    """
 
     max: int = 3
     backoff: Backoff = "exponential"
@@ -94,6 +104,33 @@ class RetrySpec:
     cap: float = 30.0
     when: RetryWhen = "retryable"
     timeout: float | None = None
+
+    def ceiling(self, retry: int) -> float:
+        """The longest delay before retry number ``retry`` (0 for the first)."""
+        if self.backoff == "fixed":
+            return min(self.cap, self.base)
+        if self.backoff == "linear":
+            return min(self.cap, self.base * (retry + 1))
+        # Bound the exponent so huge retry counts cannot overflow a float.
+        return min(self.cap, self.base * 2.0 ** min(retry, 1024))
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """The delay before retry number ``retry``: full jitter, except exact for fixed backoff."""
+        ceiling = self.ceiling(retry)
+        if self.backoff == "fixed":
+            return ceiling
+        return rng.uniform(0.0, ceiling)
+
+    def should_retry(self, attempt: int, error: ErrorInfo) -> bool:
+        """True if a failure of attempt ``attempt`` (from 1) is retried under this policy.
+
+        A permanent error is never retried, not even under ``when="always"``.
+        """
+        if attempt > self.max:
+            return False
+        if self.when == "always":
+            return not error.permanent
+        return error.retryable and not error.permanent
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,9 @@
-"""Retry policy and failure classification.
+"""Failure classification, and the retry policy's public name.
 
-Backoff uses *full jitter*: the delay before retry ``n`` (``n = 0`` for the
-first retry) is drawn uniformly from ``[0, ceiling(n)]`` where the ceiling is
-``min(cap, base * 2**n)`` for exponential backoff and ``min(cap, base * (n+1))``
-for linear. Fixed backoff waits exactly ``min(cap, base)``. The draw comes
-from an RNG derived from (run seed, node path, attempt), so it never depends
-on timing.
+The policy itself is :class:`~wavecrest.core._model.RetrySpec`, the frozen value
+``<retry>`` parses to: its ``delay(n, rng)`` draws the full-jitter backoff from
+an RNG the supervisor derives from (run seed, node path, attempt), so delays
+never depend on timing.
 
 A failure is *retryable* when the exception says so (``retryable`` on
 :class:`~wavecrest.core.NodeError`), or it is a timeout or a connection error,
@@ -14,9 +12,7 @@ including httpx's transport errors.
 
 from __future__ import annotations
 
-import random
 import traceback as tb
-from dataclasses import dataclass
 
 from ._errors import NodeError
 from ._events import ErrorInfo
@@ -27,43 +23,8 @@ __all__ = ["RetryPolicy", "error_info", "is_retryable"]
 _HTTPX_TRANSIENT = frozenset({"TransportError", "TimeoutException", "NetworkError"})
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When and how long to wait before retrying; built from a :class:`RetrySpec`."""
-
-    max: int = 3
-    backoff: str = "exponential"
-    base: float = 0.2
-    cap: float = 30.0
-    when: str = "retryable"
-
-    @classmethod
-    def from_spec(cls, spec: RetrySpec) -> RetryPolicy:
-        return cls(spec.max, spec.backoff, spec.base, spec.cap, spec.when)
-
-    def ceiling(self, retry: int) -> float:
-        """The longest delay before retry number ``retry`` (0 for the first)."""
-        if self.backoff == "fixed":
-            return min(self.cap, self.base)
-        if self.backoff == "linear":
-            return min(self.cap, self.base * (retry + 1))
-        # Bound the exponent so huge retry counts cannot overflow a float.
-        return min(self.cap, self.base * 2.0 ** min(retry, 1024))
-
-    def delay(self, retry: int, rng: random.Random) -> float:
-        """The delay before retry number ``retry``: full jitter, except exact for fixed backoff."""
-        ceiling = self.ceiling(retry)
-        if self.backoff == "fixed":
-            return ceiling
-        return rng.uniform(0.0, ceiling)
-
-    def should_retry(self, attempt: int, error: ErrorInfo) -> bool:
-        """True if a failure of attempt ``attempt`` (from 1) is retried under this policy."""
-        if attempt > self.max:
-            return False
-        if self.when == "always":
-            return not error.permanent
-        return error.retryable and not error.permanent
+#: The behaviour of ``<retry>`` is its spec's own: ``ceiling``, ``delay``, ``should_retry``.
+RetryPolicy = RetrySpec
 
 
 def is_retryable(exc: BaseException) -> bool:

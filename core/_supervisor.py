@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from ._clock import Clock
 from ._events import Escalate, FailNode, RetryNode, RunFallback
-from ._retry import RetryPolicy
 from ._rng import derive_rng
 
 __all__ = ["Supervisor", "SupervisorPolicy"]
@@ -55,23 +54,21 @@ class Supervisor:
         if failure.is_fallback:
             return FailNode(failure.path, fail_fast=not self.policy.keep_going)
         spec = failure.retry
-        if spec is not None:
-            policy = RetryPolicy.from_spec(spec)
-            if policy.should_retry(failure.attempt, failure.error):
-                if self._intensity_exceeded():
-                    limit = self.policy.max_restarts
-                    return FailNode(
-                        failure.path,
-                        fail_fast=True,
-                        reason=f"restart intensity exceeded: more than {limit} retries "
-                        f"within {self.policy.restart_period:g}s",
-                    )
-                rng = derive_rng(self.seed, "retry", failure.path, failure.attempt)
-                delay = policy.delay(failure.attempt - 1, rng)
-                if failure.error.retry_after is not None:
-                    # The service said when to come back; never earlier than that.
-                    delay = max(delay, failure.error.retry_after)
-                return RetryNode(failure.path, delay)
+        if spec is not None and spec.should_retry(failure.attempt, failure.error):
+            if self._intensity_exceeded():
+                limit = self.policy.max_restarts
+                return FailNode(
+                    failure.path,
+                    fail_fast=True,
+                    reason=f"restart intensity exceeded: more than {limit} retries "
+                    f"within {self.policy.restart_period:g}s",
+                )
+            rng = derive_rng(self.seed, "retry", failure.path, failure.attempt)
+            delay = spec.delay(failure.attempt - 1, rng)
+            if failure.error.retry_after is not None:
+                # The service said when to come back; never earlier than that.
+                delay = max(delay, failure.error.retry_after)
+            return RetryNode(failure.path, delay)
         if failure.has_fallback:
             return RunFallback(failure.path)
         return FailNode(failure.path, fail_fast=not self.policy.keep_going)
