@@ -261,9 +261,9 @@ def _resume_workflow(record: RunRecord, snapshot: Path, force: bool) -> Workflow
 
 
 def prepare_resume(
-    run: str | os.PathLike[str],
+    snapshot: Path,
+    record: RunRecord,
     *,
-    state_dir: str | os.PathLike[str] | None = None,
     config: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     approve: bool | None = None,
@@ -271,8 +271,8 @@ def prepare_resume(
     on_event: Callable[[RunEvent], Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PreparedRun:
-    """Validate a resume: find the snapshot, check the workflow, merge config and decisions."""
-    snapshot, record = load_record(run, state_dir)
+    """Validate a resume of the run ``record`` read from ``snapshot`` (see :func:`load_record`):
+    check its workflow, merge config and decisions."""
     wf = _resume_workflow(record, snapshot, force)
     if wf.name != record.workflow:
         raise ResumeError(

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 from pykka import ActorDeadError
@@ -28,6 +29,7 @@ from wavecrest.core import (
     SemaphoreStatistics,
     Workflow,
 )
+from wavecrest.core._snapshot import RunRecord
 
 from ._dispatch import EventDispatcher, Subscribers
 from ._pool import ThreadPool
@@ -200,6 +202,29 @@ class Runtime:
         """Continue a run from its snapshot (see :func:`resume_workflow`)."""
         self._check_open()
         path, record = load_record(run, state_dir)
+        return self._resume(
+            path,
+            record,
+            config=config,
+            secrets=secrets,
+            approve=approve,
+            force=force,
+            on_event=on_event,
+        )
+
+    def _resume(
+        self,
+        path: Path,
+        record: RunRecord,
+        *,
+        config: Mapping[str, Any] | None,
+        secrets: Mapping[str, str] | None,
+        approve: bool | None,
+        force: bool,
+        on_event: Callback | None,
+    ) -> RunHandle:
+        """Resume a run whose snapshot is already read (it is read once per resume)."""
+        self._check_open()
         if record.status == "completed":
             # Nothing is left to do: the handle resolves at once with the stored result.
             handle = RunHandle(record.run_id, record.workflow)
@@ -207,7 +232,7 @@ class Runtime:
             return handle
         prepared = prepare_resume(
             path,
-            state_dir=state_dir,
+            record,
             config=config,
             secrets=secrets,
             approve=approve,
@@ -364,9 +389,9 @@ def resume_workflow(
     path, record = load_record(run, root)
     cap = record.options.get("max_concurrency") or DEFAULT_CONCURRENCY
     with Runtime(max_concurrency=cap) as runtime:
-        handle = runtime.resume(
+        handle = runtime._resume(
             path,
-            state_dir=root,
+            record,
             config=config,
             secrets=secrets,
             approve=approve,
