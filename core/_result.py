@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,15 @@ class RunResult:
     snapshot_path: str | None = None
     abandoned: int = 0
     version: str | None = None
+
+    @classmethod
+    def from_nodes(cls, nodes: Mapping[str, NodeResult], **fields: Any) -> RunResult:
+        """A result holding ``nodes``, with ``outputs`` taken from those that succeeded."""
+        return cls(
+            nodes=dict(nodes),
+            outputs={path: r.output for path, r in nodes.items() if r.status == "succeeded"},
+            **fields,
+        )
 
     @property
     def ok(self) -> bool:

@@ -1500,13 +1500,12 @@ class Scheduler:
 
     def result(self, *, snapshot_path: str | None = None) -> RunResult:
         """The run's outcome so far (final once ``finished``)."""
-        return RunResult(
+        return RunResult.from_nodes(
+            self.results,
             run_id=self.run_id,
             workflow=self.plan.workflow.name,
             status=self.status,
-            outputs={path: r.output for path, r in self.results.items() if r.status == "succeeded"},
             errors=tuple(self.errors),
-            nodes=dict(self.results),
             seed=self.seed,
             reason=self.reason,
             started_at=self.started_at,

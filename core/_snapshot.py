@@ -799,13 +799,12 @@ class RunRecord:
 
     def to_result(self, snapshot_path: str | None = None) -> RunResult:
         """The run's result as recorded (final once the run has ended)."""
-        return RunResult(
+        return RunResult.from_nodes(
+            self.results,
             run_id=self.run_id,
             workflow=self.workflow,
-            status=self.status,  # type: ignore[arg-type]
-            outputs={p: r.output for p, r in self.results.items() if r.status == "succeeded"},
+            status=self.status,
             errors=tuple(self.errors),
-            nodes=dict(self.results),
             seed=self.seed,
             reason=self.reason,
             started_at=self.started_at,
