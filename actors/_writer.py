@@ -42,8 +42,8 @@ from wavecrest.core._snapshot import (
     Redactor,
     ResultEntries,
     RunRecord,
-    encode_result,
     encode_snapshot,
+    strict_packer,
     write_atomic,
 )
 
@@ -147,6 +147,7 @@ class SnapshotWriter(PooledActor):
         self._dirty = False
         self._flush_timer: TimerHandle | None = None
         self._errors = list(header.errors)
+        self._pack = strict_packer()  # this actor's own: a Packer is not thread-safe
         self.writes = 0
 
     def on_start(self) -> None:
@@ -174,16 +175,13 @@ class SnapshotWriter(PooledActor):
         kind = type(event)
         if kind is NodeStarted:
             return  # only logged: a started node has no result yet
-        if kind is NodeSucceeded:
-            self._entries.put(event.path, self._encode(event.path, event.result, emit.payload))  # type: ignore[attr-defined]
-        elif isinstance(event, _RESULT_EVENTS):
-            payload = emit.payload if isinstance(event, NodeSucceeded) else None
-            self._entries.put(event.path, self._encode(event.path, event.result, payload))
-            if isinstance(event, NodeFailed):
-                self._errors.extend(event.result.errors)
+        if kind is NodeSucceeded or isinstance(event, _RESULT_EVENTS):
+            self._put(event.path, event.result, emit.payload)  # type: ignore[attr-defined]
+            if kind is NodeFailed:
+                self._errors.extend(event.result.errors)  # type: ignore[attr-defined]
         elif isinstance(event, CheckpointWaiting):
             waiting = NodeResult(event.node, "waiting", reason=event.prompt or None)
-            self._entries.put(event.path, encode_result(waiting, redactor=self._redactor))
+            self._put(event.path, waiting, None)
         elif isinstance(event, RunStarted):
             self._header = dataclasses.replace(self._header, status="running", started_at=event.at)
         elif isinstance(event, RunFinished):
@@ -220,15 +218,17 @@ class SnapshotWriter(PooledActor):
                     max(0.0, delay), self.actor_ref, _FlushDue()
                 )
 
-    def _encode(self, path: str, result: Any, payload: bytes | None) -> bytes:
+    def _put(self, path: str, result: NodeResult, payload: bytes | None) -> None:
         try:
-            return encode_result(result, encoded_output=payload, redactor=self._redactor)
+            self._entries.put_result(
+                path, result, encoded_output=payload, redactor=self._redactor, pack=self._pack
+            )
         except OutputEncodingError as exc:
             # Control-node outputs are built from encodable outputs, so this is rare;
             # keep the record rather than lose the result.
             _log.warning("snapshot.output_dropped", node=path, error=str(exc))
             kept = dataclasses.replace(result, output=None, reason=f"output not saved: {exc}")
-            return encode_result(kept, redactor=self._redactor)
+            self._entries.put_result(path, kept, redactor=self._redactor, pack=self._pack)
 
     def _write(self) -> None:
         started = time.monotonic()
@@ -263,7 +263,7 @@ class SnapshotWriter(PooledActor):
             # Every event carried its result here already; this only guards the
             # final snapshot against a result that reached the run but no event.
             if path not in self._entries:
-                self._entries.put(path, self._encode(path, node, None))
+                self._put(path, node, None)
         self._write()
         self._sink.close()
         return str(self.path)

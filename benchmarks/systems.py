@@ -178,21 +178,33 @@ def prepare(
         mode = system.removeprefix("wavecrest-")
 
         def run_wavecrest() -> Outcome:
+            # Times run_workflow alone: making and removing the temporary folder
+            # is not part of running with snapshots.
             if not snapshots:
+                start = time.perf_counter()
                 result = run_workflow(workflow, max_concurrency=CONCURRENCY, mode=mode)
-                return _check_result(result, nodes)
+                seconds = time.perf_counter() - start
+                outcome = _check_result(result, nodes)
+                return Outcome(outcome.ok, outcome.nodes, outcome.detail, {"seconds": seconds})
             state_dir = tempfile.mkdtemp(prefix="wavecrest-bench-")
             try:
+                start = time.perf_counter()
                 result = run_workflow(
                     workflow, max_concurrency=CONCURRENCY, mode=mode, state_dir=state_dir
                 )
+                seconds = time.perf_counter() - start
                 outcome = _check_result(result, nodes)
                 written = _snapshot_bytes(state_dir)
                 if outcome.ok and not (
                     result.snapshot_path and os.path.exists(result.snapshot_path)
                 ):
                     outcome = Outcome(False, outcome.nodes, "no snapshot file after the run")
-                return Outcome(outcome.ok, outcome.nodes, outcome.detail, {"bytes": written})
+                return Outcome(
+                    outcome.ok,
+                    outcome.nodes,
+                    outcome.detail,
+                    {"bytes": written, "seconds": seconds},
+                )
             finally:
                 shutil.rmtree(state_dir, ignore_errors=True)
 

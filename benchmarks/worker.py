@@ -13,12 +13,17 @@ whose outcome is wrong.
     python -m benchmarks.worker run --system floor --graph sleep --size 200
     python -m benchmarks.worker run --system graph-only --graph chain --size 100000
     python -m benchmarks.worker throughput --runs 100 --size 50
+    python -m benchmarks.worker paired --graph layered --size 10000
 
 ``--graph sleep`` is ``sleep_layered`` (5-30 ms per node); its result carries
 the makespan lower bound. ``graph-only`` builds the graph and runs nothing:
 the RSS every other worker of that graph starts from. ``throughput`` submits
 ``--runs`` runs of ``layered(--size)`` at once to one ``Runtime`` and times
 the first submit to the last result (the Runtime's start and close untimed).
+``paired`` times wavecrest eager without and with snapshots in turns within
+one process (off, on, on, off, off, on...), ``--repeat`` calls of each, so
+that a machine slowing down or speeding up weighs on both sides alike; its
+record has ``times_off`` and ``times_on``, and ``ratios`` of each pair.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 from wavecrest.core import Workflow
 
 from .graphs import chain, critical_path_seconds, durations, layered, sleep_layered, wide
-from .systems import CONCURRENCY, SYSTEMS, Outcome, prepare, register_runtimes
+from .systems import CONCURRENCY, SYSTEMS, WAVECREST, Outcome, prepare, register_runtimes
 
 __all__ = ["build", "main", "measure"]
 
@@ -118,6 +123,58 @@ def _throughput_call(workflow: Workflow, runs: int) -> Callable[[], Outcome]:
     return call
 
 
+def measure_pairs(
+    off: Callable[[], Outcome], on: Callable[[], Outcome], repeat: int, budget: float
+) -> tuple[list[float], list[float], Outcome]:
+    """Time ``off`` and ``on`` in turns (ABBA order), ``repeat`` pairs or until ``budget``.
+
+    Stops at the first wrong outcome; the times of each side and the last outcome.
+    """
+    sides: dict[bool, list[float]] = {False: [], True: []}
+    outcome = Outcome(False, 0, "not run")
+    for index in range(repeat):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for snapshots in order:
+            gc.collect()
+            start = time.perf_counter()
+            outcome = (on if snapshots else off)()
+            elapsed = time.perf_counter() - start
+            if outcome.extra and "seconds" in outcome.extra:
+                elapsed = outcome.extra["seconds"]
+            sides[snapshots].append(elapsed)
+            if not outcome.ok:
+                return sides[False], sides[True], outcome
+        if sum(sides[False]) + sum(sides[True]) >= budget:
+            break
+    return sides[False], sides[True], outcome
+
+
+def _paired(args: argparse.Namespace, record: dict[str, Any], workflow: Workflow) -> None:
+    system = record["system"]
+    small = _warm_up_graph(record["graph"], args.size, args.seed)
+    for snapshots in (False, True):
+        first = prepare(system, small, "noop", snapshots=snapshots)()
+        if not first.ok:
+            record.update(times=[], ok=False, detail=f"warm-up: {first.detail}")
+            return
+    off = prepare(system, workflow, "noop")
+    on = prepare(system, workflow, "noop", snapshots=True)
+    gc.collect()
+    record["rss_ready_kb"] = rss_kb()
+    times_off, times_on, outcome = measure_pairs(off, on, args.repeat, args.budget)
+    record["rss_peak_kb"] = rss_kb()
+    record.update(
+        times=times_on,
+        times_off=times_off,
+        times_on=times_on,
+        ratios=[b / a for a, b in zip(times_off, times_on, strict=False)],
+        ok=outcome.ok,
+        detail=outcome.detail,
+    )
+    if outcome.extra and "bytes" in outcome.extra:
+        record["snapshot_bytes"] = outcome.extra["bytes"]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Carry out one measurement; the JSON-ready record."""
     rss_start = rss_kb()
@@ -141,6 +198,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record["critical_path"] = critical
         record["total_work"] = total
         record["lower_bound"] = max(critical, total / CONCURRENCY)
+    if args.kind == "paired":
+        record["snapshots"] = "paired"
+        record["rss_start_kb"] = rss_start
+        _paired(args, record, workflow)
+        return record
     if args.kind == "throughput":
         record["runs"] = args.runs
         warm_up = _throughput_call(layered(min(args.size, 20), seed=args.seed + 1), 2)
@@ -184,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     many = kinds.add_parser("throughput", help="many concurrent runs in one Runtime")
     many.add_argument("--runs", type=int, default=100)
-    for sub in (one, many):
+    pair = kinds.add_parser("paired", help="wavecrest without and with snapshots, in turns")
+    pair.add_argument("--system", default="wavecrest-eager", choices=WAVECREST)
+    pair.add_argument("--graph", default="layered", choices=("chain", "wide", "layered"))
+    for sub in (one, many, pair):
         sub.add_argument("--size", type=int, required=True)
         sub.add_argument("--repeat", type=int, default=3)
         sub.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls")

@@ -507,6 +507,9 @@ def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
+_NIL: Final = b"\xc0"
+
+
 def encode_value(value: Any, *, redactor: Redactor | None = None) -> bytes:
     """The snapshot encoding of ``value`` (a node's output), secrets masked by ``redactor``.
 
@@ -515,6 +518,8 @@ def encode_value(value: Any, *, redactor: Redactor | None = None) -> bytes:
     nesting beyond msgpack's 1024 levels (or :data:`MAX_SET_DEPTH` for sets).
     Equal values built the same way give equal bytes.
     """
+    if value is None:
+        return _NIL
     try:
         data = _encode(value, "output")
     except OutputEncodingError as exc:
@@ -699,8 +704,6 @@ def _describe(exc: BaseException) -> str:
 
 # --- node results ----------------------------------------------------------------------
 
-_OUTPUT_KEY = _key("output")
-
 
 def _error_map(error: ErrorInfo | None, redactor: Redactor | None) -> dict[str, Any] | None:
     if error is None:
@@ -717,15 +720,19 @@ def encode_result(
     *,
     encoded_output: bytes | None = None,
     redactor: Redactor | None = None,
+    pack: Callable[[Any], bytes] | None = None,
 ) -> bytes:
     """``result`` as a msgpack map of its fields (errors as maps of theirs), output last.
 
     ``encoded_output``, when given, is taken to be the :func:`encode_value`
     bytes of ``result.output``, already redacted, and is spliced in as it is;
     otherwise the output is encoded here. ``redactor`` masks secrets in the
-    output, the reason and the errors' type, message and traceback.
+    output, the reason and the errors' type, message and traceback. ``pack``
+    is a strict-types msgpack ``Packer.pack`` to reuse (one thread's own).
     """
     error, primary, reason = result.error, result.primary_error, result.reason
+    if encoded_output is None:
+        encoded_output = encode_value(result.output, redactor=redactor)
     head: dict[str, Any] = {
         "node": result.node,
         "status": result.status,
@@ -738,15 +745,28 @@ def encode_result(
         "primary_error": None if primary is None else _error_map(primary, redactor),
         "abandoned": result.abandoned,
         "reason": redactor.redact(reason) if redactor and reason is not None else reason,
+        # Packed as nil, the last byte of the map, which the real output replaces.
+        "output": None,
     }
-    if encoded_output is None:
-        encoded_output = encode_value(result.output, redactor=redactor)
-    # The head holds only plain values, so the packb fast path always takes it
-    # and the root name (for error messages) is never needed.
-    encoded_head = _encode(head, "result")
-    return b"".join(
-        (_map_header(len(head) + 1), _map_pairs(encoded_head), _OUTPUT_KEY, encoded_output)
-    )
+    try:
+        packed = (pack or _pack_strict)(head)
+    except (TypeError, ValueError, OverflowError):
+        # A str subclass in an error message, say: the long way gives the same bytes.
+        packed = _encode(head, "result")
+    return packed[:-1] + encoded_output
+
+
+def _pack_strict(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+
+
+def strict_packer() -> Callable[[Any], bytes]:
+    """A ``pack`` for :func:`encode_result` and :meth:`ResultEntries.put_result`.
+
+    It keeps one msgpack Packer, which is cheaper than a new one per call but
+    not thread-safe: each thread needs its own.
+    """
+    return msgpack.Packer(use_bin_type=True, strict_types=True).pack  # type: ignore[no-any-return]
 
 
 def decode_result(obj: Any) -> NodeResult:
@@ -833,6 +853,21 @@ class ResultEntries(dict[str, bytes]):
     def put(self, path: str, encoded: bytes) -> None:
         """Store :func:`encode_result` bytes for ``path``."""
         self[path] = _key(path) + encoded
+
+    def put_result(
+        self,
+        path: str,
+        result: NodeResult,
+        *,
+        encoded_output: bytes | None = None,
+        redactor: Redactor | None = None,
+        pack: Callable[[Any], bytes] | None = None,
+    ) -> None:
+        """Encode ``result`` (see :func:`encode_result`) and store it for ``path``."""
+        pack = pack or _pack_strict
+        self[path] = pack(path) + encode_result(
+            result, encoded_output=encoded_output, redactor=redactor, pack=pack
+        )
 
 
 def encode_snapshot(
