@@ -120,27 +120,50 @@ class EventLines:
     def _timestamp(self, at: float) -> str:
         second = int(at)
         if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._new_second(second)
         return f"{self._prefix}.{int((at - second) * 1_000_000):06d}Z"
 
+    def _new_second(self, second: int) -> None:
+        self._second = second
+        self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+    # The next two are _timestamp inlined: they run twice per node.
+
+    def started(self, path: str, attempt: int, at: float) -> str:
+        """The ``node.started`` line of a node's (non-fallback) attempt."""
+        second = int(at)
+        if second != self._second:
+            self._new_second(second)
+        return (
+            f'{self._head}"node": {_quote(path)}, "attempt": {attempt}, '
+            f'"event": "node.started", "level": "info", '
+            f'"timestamp": "{self._prefix}.{int((at - second) * 1_000_000):06d}Z"}}'
+        )
+
+    def succeeded(self, path: str, attempt: int, at: float, duration: float | None) -> str:
+        """The ``node.succeeded`` line of a node that ran (not one reused on resume)."""
+        second = int(at)
+        if second != self._second:
+            self._new_second(second)
+        return (
+            f'{self._head}"node": {_quote(path)}, "attempt": {attempt}, '
+            f'"duration": {"null" if duration is None else repr(duration)}, '
+            f'"event": "node.succeeded", "level": "info", '
+            f'"timestamp": "{self._prefix}.{int((at - second) * 1_000_000):06d}Z"}}'
+        )
+
     def render(self, event: RunEvent) -> str:
-        kind = type(event)
+        """The line of any event."""
         # The two lines every node writes, from templates; the rest via json.dumps.
-        if kind is NodeStarted and event.fallback is None:  # type: ignore[attr-defined]
-            return (
-                f'{self._head}"node": {_quote(event.path)}, '  # type: ignore[attr-defined]
-                f'"attempt": {event.attempt}, "event": "node.started", '  # type: ignore[attr-defined]
-                f'"level": "info", "timestamp": "{self._timestamp(event.at)}"}}'
-            )
-        if kind is NodeSucceeded and not event.reused:  # type: ignore[attr-defined]
-            duration = event.result.duration  # type: ignore[attr-defined]
-            return (
-                f'{self._head}"node": {_quote(event.path)}, '  # type: ignore[attr-defined]
-                f'"attempt": {event.attempt}, '  # type: ignore[attr-defined]
-                f'"duration": {"null" if duration is None else repr(duration)}, '
-                f'"event": "node.succeeded", "level": "info", '
-                f'"timestamp": "{self._timestamp(event.at)}"}}'
+        kind = type(event)
+        if kind is NodeStarted and event.fallback is None:
+            return self.started(event.path, event.attempt, event.at)
+        if kind is NodeSucceeded and not event.reused:
+            return self.succeeded(
+                event.path,
+                event.attempt,
+                event.at,
+                event.result.duration,
             )
         line = dict(self._bound)
         line.update(event_fields(event))
@@ -150,7 +173,7 @@ class EventLines:
         return json.dumps(line, default=repr)
 
 
-_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring_ascii
 
 _PROCESSORS: list[Any] = [
     structlog.processors.add_log_level,

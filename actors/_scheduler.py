@@ -41,6 +41,7 @@ from ._node import NodeActor, NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._semaphore import PermitOps
 from ._timers import TimerHandle, TimerService
+from ._writer import EventFeed
 
 __all__ = ["DecideCheckpoint", "RunEnded", "SchedulerActor", "SchedulerCrashed"]
 
@@ -80,6 +81,7 @@ class SchedulerActor(PooledActor):
         timers: TimerService,
         supervisor: ActorRef[Any],
         publish: Callable[[list[Emit]], None] | None,
+        feed: EventFeed | None = None,
     ) -> None:
         super().__init__(pool)
         self.core = core
@@ -88,6 +90,7 @@ class SchedulerActor(PooledActor):
         self._timers = timers
         self._supervisor = supervisor
         self._publish = publish
+        self._feed = feed
         # token -> (cancel event, node actor ref) for attempts in flight
         self._nodes: dict[int, tuple[threading.Event, ActorRef[Any]]] = {}
         self._timer_handles: dict[int, TimerHandle] = {}
@@ -120,8 +123,8 @@ class SchedulerActor(PooledActor):
         return None
 
     def _apply(self, commands: list[Any]) -> None:
-        """Carry out the core's commands: events are published once per step, before
-        the step's node actors start."""
+        """Carry out the core's commands: events and the journal go out once per step,
+        before the step's node actors start."""
         permits = self._permits
         emits: list[Emit] = []
         starts: list[StartTask] = []
@@ -162,8 +165,12 @@ class SchedulerActor(PooledActor):
                 permits[2] += command.count
             elif kind is Finished:
                 finished = True
-        if emits:
-            self._publish_events(emits)
+        if emits and self._publish is not None:
+            self._publish(emits)
+        if self._feed is not None:
+            journal = self.core.take_journal()
+            if journal:
+                self._feed.push(journal)
         for start in starts:
             # Started after the step's events are published, so node.started is
             # in the log before anything the attempt logs.
@@ -175,10 +182,6 @@ class SchedulerActor(PooledActor):
             # writer and the dispatcher first.
             self._flush_permits()
             self._supervisor.tell(RunEnded(self.core.result()))
-
-    def _publish_events(self, emits: list[Emit]) -> None:
-        if self._publish is not None:
-            self._publish(emits)
 
     def _flush_permits(self) -> None:
         permits = self._permits

@@ -146,9 +146,9 @@ class RunSupervisor(PooledActor):
             resumed=p.resumed,
             # Events nobody consumes are not even built. Subscribers added to the
             # Runtime later see the runs submitted after they subscribed.
-            observed=self._writer is not None
-            or p.on_event is not None
-            or bool(services.subscribers),
+            observed=p.on_event is not None or bool(services.subscribers),
+            # The snapshot writer and the run log read the journal instead.
+            journal=self._feed is not None,
         )
         self._scheduler = SchedulerActor.start(
             services.pool,
@@ -158,6 +158,7 @@ class RunSupervisor(PooledActor):
             timers=services.timers,
             supervisor=self.actor_ref,
             publish=self._publisher(),
+            feed=self._feed,
         )
 
     def _header(self) -> RunRecord:
@@ -200,21 +201,20 @@ class RunSupervisor(PooledActor):
             errors=(),
         )
 
-    def _publisher(self) -> Callable[[list[Emit]], None]:
+    def _publisher(self) -> Callable[[list[Emit]], None] | None:
+        """How the scheduler hands events to the subscribers and ``on_event`` (None: nobody
+        listens)."""
         dispatcher = self._services.dispatcher
         subscribers = self._services.subscribers
         callback = self.prepared.on_event
-
-        feed = self._feed
+        if callback is None and not subscribers:
+            return None
 
         def publish(emits: list[Emit]) -> None:
-            if feed is not None:
-                feed.push(emits)
-            if callback is not None or subscribers:
-                try:
-                    dispatcher.tell(Deliver(tuple(e.event for e in emits), callback))
-                except ActorDeadError:
-                    pass  # the Runtime stopped delivering events while closing
+            try:
+                dispatcher.tell(Deliver(tuple(e.event for e in emits), callback))
+            except ActorDeadError:
+                pass  # the Runtime stopped delivering events while closing
 
         return publish
 

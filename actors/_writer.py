@@ -1,25 +1,27 @@
 """SnapshotWriter: keeps a run's snapshot and its JSON-lines log on disk.
 
-The writer receives every event of its run (node results ride on them) and
-keeps a mirror of the snapshot: a header and, per node path, that node's
-result *already encoded*. Each result is encoded once, when it arrives (a
-succeeded task's output arrives encoded by its node actor, off this thread);
+The writer reads its run's journal (node starts and results, and the run's
+other events; see :mod:`wavecrest.core._events`) and keeps a mirror of the
+snapshot: a header and, per node path, that node's result *already encoded*.
+Each result is encoded once, when it arrives (a succeeded task's output
+arrives encoded by its node actor, off this thread);
 writing a snapshot only concatenates the cached entries, checksums them and
 writes the file atomically. Writing therefore costs O(bytes), not O(encoding),
 and never blocks a node.
 
 Writes are coalesced: after a write, the next one waits until the interval
-has passed (at least ``min_interval``, and four times the last encoding's
-duration, so encoding never takes more than a fifth of the time), and events
-already queued are folded into it. A crash loses at most the completions of
-that last interval. The final state is written synchronously by
-:class:`Finalize`, before the run's result is handed out.
+has passed (at least ``min_interval``, 0.1 s, and ten times the last
+encoding's duration, so encoding never takes more than a tenth of the time),
+and events already queued are folded into it. A crash loses at most the
+completions of that last interval: those nodes run again on resume. The
+final state is written synchronously by :class:`Finalize`, before the run's
+result is handed out.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
+import queue
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,21 +29,24 @@ from typing import Any, NamedTuple
 import structlog
 from wavecrest.core import OutputEncodingError, RunResult
 from wavecrest.core._events import (
+    JOURNAL_STARTED,
+    JOURNAL_SUCCEEDED,
     CheckpointWaiting,
-    Emit,
     NodeCancelled,
     NodeFailed,
     NodeResult,
     NodeSkipped,
-    NodeStarted,
     NodeSucceeded,
+    RunEvent,
     RunFinished,
     RunStarted,
+    journal_events,
 )
 from wavecrest.core._snapshot import (
     Redactor,
     ResultEntries,
     RunRecord,
+    encode_result,
     encode_snapshot,
     strict_packer,
     write_atomic,
@@ -64,19 +69,23 @@ class _FlushDue(NamedTuple):
 class EventFeed:
     """What a run has to log and record, on its way to the writer: one ordered queue.
 
-    The scheduler appends its events and runtimes append their log lines, so
+    The scheduler pushes its journal and runtimes push their log lines, so
     the order of the queue is the order things happened in: the scheduler
-    appends ``node.started`` before it starts the node, and a node's result
+    pushes ``node.started`` before it starts the node, and a node's result
     after the node reported. The writer takes everything at once. When the
     queue goes from empty to non-empty a doorbell is scheduled ``delay``
     seconds later, so a busy run wakes the writer fifty times a second at most
     instead of once per step (each wake-up costs the scheduler the GIL).
     Flush and Finalize drain the queue before they write.
+
+    Pushing takes no lock of its own (``SimpleQueue.put`` is atomic), so the
+    scheduler never waits for the writer. The writer clears the doorbell
+    before it takes, and a pusher looks at it after it put, so an item never
+    waits without a doorbell on its way (at worst one rings for nothing).
     """
 
     def __init__(self, timers: TimerService, delay: float = 0.02) -> None:
-        self._lock = threading.Lock()
-        self._items: list[Emit | LogLine] = []
+        self._queue: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
         self._rung = False
         self._writer: Any = None
         self._timers = timers
@@ -86,19 +95,22 @@ class EventFeed:
         """Ring ``writer`` (an actor ref) when items arrive."""
         self._writer = writer
 
-    def push(self, items: list[Emit] | list[LogLine]) -> None:
-        with self._lock:
-            self._items.extend(items)
-            ring = not self._rung
+    def push(self, items: list[Any]) -> None:
+        self._queue.put(items)
+        if not self._rung:
             self._rung = True
-        if ring and self._writer is not None:
-            self._timers.schedule(self._delay, self._writer, _Doorbell())
+            if self._writer is not None:
+                self._timers.schedule(self._delay, self._writer, _Doorbell())
 
-    def take(self) -> list[Emit | LogLine]:
-        with self._lock:
-            items, self._items = self._items, []
-            self._rung = False
-        return items
+    def take(self) -> list[Any]:
+        self._rung = False
+        items: list[Any] = []
+        get = self._queue.get_nowait
+        while True:
+            try:
+                items += get()
+            except queue.Empty:
+                return items
 
 
 class _Doorbell(NamedTuple):
@@ -129,7 +141,7 @@ class SnapshotWriter(PooledActor):
         redactor: Redactor,
         sink: JsonLinesFile,
         timers: TimerService,
-        min_interval: float = 0.05,
+        min_interval: float = 0.1,
     ) -> None:
         super().__init__(pool)
         self.feed = feed
@@ -170,21 +182,18 @@ class SnapshotWriter(PooledActor):
             return super().on_receive(message)
         return None
 
-    def _record(self, emit: Emit) -> None:
-        event = emit.event
+    def _record(self, event: RunEvent) -> None:
         kind = type(event)
-        if kind is NodeStarted:
-            return  # only logged: a started node has no result yet
         if kind is NodeSucceeded or isinstance(event, _RESULT_EVENTS):
-            self._put(event.path, event.result, emit.payload)  # type: ignore[attr-defined]
+            self._put(event.path, event.result, None)
             if kind is NodeFailed:
-                self._errors.extend(event.result.errors)  # type: ignore[attr-defined]
-        elif isinstance(event, CheckpointWaiting):
+                self._errors.extend(event.result.errors)
+        elif kind is CheckpointWaiting:
             waiting = NodeResult(event.node, "waiting", reason=event.prompt or None)
             self._put(event.path, waiting, None)
-        elif isinstance(event, RunStarted):
+        elif kind is RunStarted:
             self._header = dataclasses.replace(self._header, status="running", started_at=event.at)
-        elif isinstance(event, RunFinished):
+        elif kind is RunFinished:
             self._header = dataclasses.replace(
                 self._header,
                 status=event.status,
@@ -194,18 +203,51 @@ class SnapshotWriter(PooledActor):
             )
 
     def _drain(self) -> None:
+        """Record and log everything the feed holds: the journal, with log lines between."""
         items = self.feed.take()
         if not items:
             return
-        lines = []
-        for item in items:
-            if type(item) is LogLine:
-                lines.append(item.text)
+        lines: list[str] = []
+        add = lines.append
+        render = self._lines
+        put = self._put
+        entries, pack, redactor = self._entries, self._pack, self._redactor
+        i, n = 0, len(items)
+        while i < n:
+            item = items[i]
+            if item is JOURNAL_STARTED:
+                if items[i + 4] is None:
+                    add(render.started(items[i + 1], items[i + 2], items[i + 3]))
+                else:
+                    add(render.render(self._event(items[i : i + 5])))
+                i += 5
+            elif item is JOURNAL_SUCCEEDED:
+                path, result, encoded = items[i + 1], items[i + 4], items[i + 5]
+                if encoded is not None:
+                    # The output is encoded already, so nothing here can fail.
+                    entries[path] = pack(path) + encode_result(
+                        result, encoded_output=encoded, redactor=redactor, pack=pack
+                    )
+                else:
+                    put(path, result, None)
+                if items[i + 6]:
+                    add(render.render(self._event(items[i : i + 7])))
+                else:
+                    add(render.succeeded(path, items[i + 2], items[i + 3], result.duration))
+                i += 7
+            elif type(item) is LogLine:
+                i += 1
+                add(item.text)
             else:
-                self._record(item)  # type: ignore[arg-type]
-                lines.append(self._lines.render(item.event))  # type: ignore[union-attr]
+                i += 1
+                self._record(item)
+                add(render.render(item))
         self._sink.write_lines(lines)
         self._changed()
+
+    def _event(self, entry: list[Any]) -> RunEvent:
+        """The event of one journal entry (for the lines not built from templates)."""
+        return next(journal_events(entry, self._header.run_id))
 
     def _changed(self) -> None:
         self._dirty = True
@@ -242,8 +284,8 @@ class SnapshotWriter(PooledActor):
         self._dirty = False
         self._last_write = time.monotonic()
         # Only encoding holds the GIL (writing and fsync do not), so only it is
-        # budgeted: at most a fifth of the time goes to it, however large the run.
-        self._interval = max(self._min_interval, 4 * (encoded - started))
+        # budgeted: at most a tenth of the time goes to it, however large the run.
+        self._interval = max(self._min_interval, 10 * (encoded - started))
         self.writes += 1
 
     def _finalize(self, result: RunResult) -> str:

@@ -12,18 +12,34 @@ from a superseded attempt (one abandoned after its timeout, say) can never be
 mistaken for the current one.
 
 *Events* (subclasses of :class:`RunEvent`) are the observable history of a
-run: they go to ``on_event`` callbacks, the JSON-lines log and the snapshot
-writer, in order within a run. All of these are frozen values.
+run: they go to ``on_event`` callbacks, in order within a run. All of these
+are frozen values.
+
+A persisted run also keeps a *journal*: the same history for the snapshot
+writer and the run log, flat. Every node start and success, by far the most
+of any run, is a marker followed by its fields, with nothing built for it:
+
+* ``STARTED, path, attempt, at, fallback`` (``fallback``: the fallback node's
+  id when the attempt is one, else None);
+* ``SUCCEEDED, path, attempt, at, result, encoded, reused`` (``encoded``: the
+  output's snapshot encoding when the attempt made it, else None);
+
+and any other event is there as itself. The flat form matters: a journal
+waits for the writer for some milliseconds, and objects that wait are what
+make Python's garbage collector run its full collections more often.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from ._model import RetrySpec, TaskNode
 
 __all__ = [
+    "JOURNAL_STARTED",
+    "JOURNAL_SUCCEEDED",
     "AbandonTask",
     "CancelRun",
     "CancelTask",
@@ -58,6 +74,7 @@ __all__ = [
     "TaskSucceeded",
     "TimerFired",
     "WithdrawPermits",
+    "journal_events",
 ]
 
 Status = Literal["pending", "running", "waiting", "succeeded", "failed", "cancelled", "skipped"]
@@ -424,10 +441,63 @@ class Escalate:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """Publish an observable event; ``payload`` carries a succeeded output's snapshot encoding."""
+    """Publish an observable event."""
 
     event: RunEvent
-    payload: bytes | None = None
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: A node start in a journal (see the module docstring).
+JOURNAL_STARTED: Final = _Marker("JOURNAL_STARTED")
+#: A node success in a journal (see the module docstring).
+JOURNAL_SUCCEEDED: Final = _Marker("JOURNAL_SUCCEEDED")
+
+
+def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
+    """The events ``journal`` records, as the scheduler emits them to observers."""
+    i, n = 0, len(journal)
+    while i < n:
+        item = journal[i]
+        if item is JOURNAL_STARTED:
+            path, attempt, at, fallback = journal[i + 1 : i + 5]
+            yield NodeStarted(
+                run_id=run_id,
+                at=at,
+                path=path,
+                node=_node_of(path),
+                attempt=attempt,
+                fallback=fallback,
+            )
+            i += 5
+        elif item is JOURNAL_SUCCEEDED:
+            path, attempt, at, result, _encoded, reused = journal[i + 1 : i + 7]
+            yield NodeSucceeded(
+                run_id=run_id,
+                at=at,
+                path=path,
+                node=_node_of(path),
+                attempt=attempt,
+                result=result,
+                reused=reused,
+            )
+            i += 7
+        else:
+            yield item
+            i += 1
+
+
+def _node_of(path: str) -> str:
+    # A path is its frame's prefix, which ends in "/" unless empty, and the node id.
+    return path.rpartition("/")[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ from ._clock import Clock
 from ._duration import format_duration
 from ._errors import CheckpointRejectedError, ExpressionError, NodeCancelledError, NodeTimeoutError
 from ._events import (
+    JOURNAL_STARTED,
+    JOURNAL_SUCCEEDED,
     AbandonTask,
     CancelRun,
     CancelTask,
@@ -301,10 +303,14 @@ class Scheduler:
         faults: FaultPlan | None = None,
         resumed: bool = False,
         observed: bool = True,
+        journal: bool = False,
     ) -> None:
         self.plan = plan
         #: False when nobody consumes events: they are then not even built.
         self.observed = observed
+        #: With ``journal``, what the run's snapshot and log need, in order (see
+        #: :mod:`wavecrest.core._events`); :meth:`take_journal` hands it over.
+        self.journal: list[Any] | None = [] if journal else None
         self.run_id = run_id
         self.clock = clock
         self.settings = settings or RunSettings()
@@ -423,9 +429,19 @@ class Scheduler:
         out, self._out = self._out, []
         return out
 
+    def take_journal(self) -> list[Any]:
+        """The journal written since the last call (empty without ``journal``)."""
+        journal = self.journal
+        if not journal:
+            return []
+        self.journal = []
+        return journal
+
     def _emit(self, event: Any) -> None:
         if self.observed:
             self._out.append(Emit(event))
+        if self.journal is not None:
+            self.journal.append(event)
 
     def _timer(self, delay: float, kind: str, payload: Any) -> int:
         timer = next(self._timer_ids)
@@ -595,17 +611,22 @@ class Scheduler:
             fault = self.faults.draw(self.seed, path, node.id, node.runtime_key, attempt)
         # NodeStarted first: whoever carries out StartTask may publish what
         # precedes it, and the event then precedes anything the attempt logs.
+        fallback = node.id if primary_error is not None else None
         if self.observed:
-            self._emit(
-                NodeStarted(
-                    run_id=self.run_id,
-                    at=wall,
-                    path=path,
-                    node=pn.node.id,
-                    attempt=attempt,
-                    fallback=node.id if primary_error is not None else None,
+            self._out.append(
+                Emit(
+                    NodeStarted(
+                        run_id=self.run_id,
+                        at=wall,
+                        path=path,
+                        node=pn.node.id,
+                        attempt=attempt,
+                        fallback=fallback,
+                    )
                 )
             )
+        if self.journal is not None:
+            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback)
         self._out.append(
             StartTask(
                 token,
@@ -1103,10 +1124,11 @@ class Scheduler:
                             attempt=attempt,
                             result=result,
                             reused=reused,
-                        ),
-                        payload,
+                        )
                     )
                 )
+            if self.journal is not None:
+                self.journal += (JOURNAL_SUCCEEDED, path, attempt, wall, result, payload, reused)
         elif status == FAILED:
             assert result.error is not None
             self._emit(

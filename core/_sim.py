@@ -11,7 +11,8 @@ same trace, so any run can be replayed exactly, and a property test can try
 thousands of completion orders quickly.
 
 ``trace`` records every input handed to the scheduler and every command it
-returned, in order; ``events`` the observable events alone.
+returned, in order; ``events`` the observable events alone, and ``journal``
+(with ``journal=True``) the journal a persisted run's writer would read.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class Simulation:
         cooperative: Callable[[StartTask], bool] | None = None,
         crash_after: int | None = None,
         base_dir: Path | str | None = None,
+        journal: bool = False,
     ) -> None:
         self.plan = workflow if isinstance(workflow, Plan) else plan(workflow)
         wf = self.plan.workflow
@@ -147,6 +149,7 @@ class Simulation:
             decisions=decisions,
             faults=faults,
             resumed=prior is not None,
+            journal=journal,
         )
         self.supervisor = Supervisor(policy or SupervisorPolicy(), seed=seed, clock=self.clock)
         self.semaphore = FifoSemaphore(self.settings.max_concurrency)
@@ -161,6 +164,7 @@ class Simulation:
         )
         self.trace: list[object] = []
         self.events: list[RunEvent] = []
+        self.journal: list[Any] = []
         self.max_running = 0
         self._inputs: deque[object] = deque()
         self._agenda: list[tuple[float, float, int, str, Any]] = []
@@ -216,6 +220,7 @@ class Simulation:
         )
 
     def _apply(self, commands: list[Any]) -> None:
+        self.journal += self.scheduler.take_journal()
         for command in commands:
             self.trace.append(command)
             if isinstance(command, Emit):

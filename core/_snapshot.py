@@ -733,6 +733,36 @@ def encode_result(
     error, primary, reason = result.error, result.primary_error, result.reason
     if encoded_output is None:
         encoded_output = encode_value(result.output, redactor=redactor)
+    if (
+        error is None
+        and primary is None
+        and reason is None
+        and result.fallback is None
+        and not result.abandoned
+    ):
+        # Nearly every result: the same bytes as below, from prepacked keys.
+        pack = pack or _pack_strict
+        try:
+            return b"".join(
+                (
+                    _PLAIN_NODE,
+                    pack(result.node),
+                    _PLAIN_STATUS,
+                    pack(result.status),
+                    _PLAIN_ATTEMPTS,
+                    pack(result.attempts),
+                    _PLAIN_STARTED,
+                    pack(result.started_at),
+                    _PLAIN_FINISHED,
+                    pack(result.finished_at),
+                    _PLAIN_DURATION,
+                    pack(result.duration),
+                    _PLAIN_TAIL,
+                    encoded_output,
+                )
+            )
+        except (TypeError, ValueError, OverflowError):
+            pass  # a str subclass for a status, say: the long way below
     head: dict[str, Any] = {
         "node": result.node,
         "status": result.status,
@@ -754,6 +784,28 @@ def encode_result(
         # A str subclass in an error message, say: the long way gives the same bytes.
         packed = _encode(head, "result")
     return packed[:-1] + encoded_output
+
+
+# The fields of encode_result's map, in order, cut where a plain result's values go.
+_PLAIN_NODE: Final = _map_header(12) + _key("node")
+_PLAIN_STATUS: Final = _key("status")
+_PLAIN_ATTEMPTS: Final = _key("error") + b"\xc0" + _key("attempts")
+_PLAIN_STARTED: Final = _key("started_at")
+_PLAIN_FINISHED: Final = _key("finished_at")
+_PLAIN_DURATION: Final = _key("duration")
+_PLAIN_TAIL: Final = b"".join(
+    (
+        _key("fallback"),
+        b"\xc0",
+        _key("primary_error"),
+        b"\xc0",
+        _key("abandoned"),
+        b"\xc2",
+        _key("reason"),
+        b"\xc0",
+        _key("output"),
+    )
+)
 
 
 def _pack_strict(value: Any) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from wavecrest.actors import Runtime, resume_workflow, run_workflow
 from wavecrest.actors._cli import main
+from wavecrest.actors._logging import event_fields
 from wavecrest.core import (
     NodeStarted,
     ResumeError,
@@ -193,6 +194,54 @@ def test_events_are_logged_as_json_lines_beside_the_snapshot(tmp_path: Path, sta
         3,
     )
     assert all(line["run_id"] == result.run_id for line in lines)
+
+
+def test_the_run_log_tells_what_the_events_tell(tmp_path: Path, state: Path, gate: Path) -> None:
+    # The log is written from the run's journal, on_event gets the scheduler's
+    # events: a line per event, in order, with the event's fields, whatever
+    # happened (retries, a fallback, a failure, a skip, results reused on resume).
+    def flaky(ctx: RuntimeContext) -> str:
+        if ctx.attempt == 1:
+            raise TransientError("not yet")
+        raise ValueError("gave up")
+
+    register_runtime("transform:flaky", flaky, replace=True)
+    try:
+        flow = write_flow(
+            tmp_path,
+            '<transform id="seed" type="template" template="s"/>\n'
+            '<transform id="flaky" type="flaky" input="seed">'
+            '<on-error><retry max="1" base="1ms"/><fallback node="spare"/></on-error>'
+            "</transform>\n"
+            '<transform id="spare" type="template" template="spare"/>\n'
+            '<transform id="check" type="gated" input="seed"/>\n'
+            '<transform id="after" type="template" template="x" input="check"/>',
+        )
+        events: list[RunEvent] = []
+        failed = run_workflow(flow, state_dir=state, keep_going=True, on_event=events.append)
+        gate.touch()
+        resumed = resume_workflow(failed.run_id, state_dir=state, on_event=events.append)
+    finally:
+        unregister_runtime("transform:flaky")
+    assert (failed.status, resumed.status) == ("failed", "completed")
+    names = [e.name for e in events]
+    for name in ("node.retrying", "node.failed", "node.skipped"):
+        assert name in names
+    assert any(isinstance(e, NodeStarted) and e.fallback == "spare" for e in events)
+    assert any(getattr(e, "reused", False) for e in events)
+    log = Path(resumed.snapshot_path or "").with_suffix(".jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == len(events)
+    for line, event in zip(lines, events, strict=True):
+        stamp = dt.datetime.fromisoformat(line.pop("timestamp").replace("Z", "+00:00"))
+        assert abs(stamp.timestamp() - event.at) < 1e-5
+        assert line == {
+            "run_id": failed.run_id,
+            "workflow": "dur",
+            **json.loads(json.dumps(event_fields(event))),
+            "event": event.name,
+            "level": "info",
+        }
 
 
 # --- resume ---------------------------------------------------------------------------

@@ -81,6 +81,7 @@ from wavecrest.core._events import (
     TaskFailed,
     TimerFired,
     WithdrawPermits,
+    journal_events,
 )
 
 EXAMPLES = 100
@@ -319,6 +320,50 @@ def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     failed_tasks = {e.node for e in result.errors}
     assert failed_tasks <= expected.failed
     check_invariants(sim)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    case=faulty(),
+    cap=caps,
+    mode=modes,
+    seed=seeds,
+    keep_going=st.booleans(),
+    crash_after=st.integers(0, 12),
+)
+def test_the_journal_records_exactly_the_events(
+    case: tuple[Workflow, FaultPlan],
+    cap: int,
+    mode: str,
+    seed: int,
+    keep_going: bool,
+    crash_after: int,
+) -> None:
+    """A persisted run's log and snapshot are written from the journal, observers get
+    the events: both must tell the same history, in the same order, in a run that
+    stops part-way and in its resumption (where earlier results are reused)."""
+    workflow, faults = case
+    note(render_flow(workflow))
+    settings_ = RunSettings(max_concurrency=cap, mode=mode)
+    policy = SupervisorPolicy(keep_going=keep_going, max_restarts=None)
+    first = Simulation(
+        workflow,
+        seed=seed,
+        settings=settings_,
+        faults=faults,
+        policy=policy,
+        crash_after=crash_after,
+        journal=True,
+    )
+    stopped = first.run()
+    second = Simulation(
+        workflow, seed=seed, settings=settings_, policy=policy, prior=stopped.nodes, journal=True
+    )
+    second.run()
+    for sim in (first, second):
+        assert list(journal_events(sim.journal, "sim")) == sim.events
+    if any(r.status == "succeeded" for r in stopped.nodes.values()):
+        assert any(getattr(e, "reused", False) for e in second.events)
 
 
 @settings(max_examples=EXAMPLES * 2, deadline=None)

@@ -467,6 +467,38 @@ def test_results_round_trip(result: NodeResult) -> None:
     assert type(decode_result(decode_value(data)).output) is type(result.output)
 
 
+times = st.none() | st.floats(allow_nan=False)
+plain_results = st.builds(
+    NodeResult,
+    node=st.text(min_size=1, max_size=20),
+    status=st.sampled_from(["succeeded", "failed", "cancelled", "skipped", "waiting"]),
+    output=st.none() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.lists(st.booleans()),
+    error=st.none() | st.just(ERROR),
+    attempts=st.integers(min_value=0, max_value=2**40),
+    started_at=times,
+    finished_at=times,
+    duration=times,
+    fallback=st.none() | st.text(max_size=5),
+    primary_error=st.none() | st.just(ERROR),
+    abandoned=st.booleans(),
+    reason=st.none() | st.text(max_size=5),
+)
+
+
+@given(plain_results)
+def test_a_result_is_the_map_of_its_fields_with_the_output_last(result: NodeResult) -> None:
+    # Common results take a shortcut through prepacked keys; every result must
+    # still give exactly the bytes of its fields' map.
+    fields_ = {f.name: getattr(result, f.name) for f in dataclasses.fields(NodeResult)}
+    output = fields_.pop("output")
+    for name in ("error", "primary_error"):
+        if fields_[name] is not None:
+            fields_[name] = dataclasses.asdict(fields_[name])
+    expected = msgpack.packb({**fields_, "output": output}, use_bin_type=True)
+    assert encode_result(result) == expected
+    assert decode_result(decode_value(expected)) == result
+
+
 @pytest.mark.parametrize("result", RESULTS, ids=lambda r: r.status)
 def test_a_cached_output_encoding_is_spliced_in_unchanged(result: NodeResult) -> None:
     cached = encode_value(result.output)
