@@ -43,6 +43,7 @@ __all__ = [
     "LogLine",
     "event_fields",
     "open_run_log",
+    "quote",
     "run_logger",
 ]
 
@@ -115,42 +116,42 @@ class EventLines:
         self._second = -1
         self._prefix = ""
         # '{"run_id": "...", "workflow": "...", ' for the lines built from templates.
-        self._head = json.dumps(bound, default=repr)[:-1] + ", " if bound else "{"
+        head = (json.dumps(bound, default=repr)[:-1] + ", " if bound else "{").replace("%", "%%")
+        #: The two lines every node writes, as %-formats of (JSON-quoted path,
+        #: attempt, [duration as JSON,] timestamp prefix, microseconds): see
+        #: :meth:`started` and :meth:`succeeded`.
+        self.started_format = (
+            head + '"node": %s, "attempt": %d, "event": "node.started", "level": "info", '
+            '"timestamp": "%s.%06dZ"}'
+        )
+        self.succeeded_format = (
+            head + '"node": %s, "attempt": %d, "duration": %s, "event": "node.succeeded", '
+            '"level": "info", "timestamp": "%s.%06dZ"}'
+        )
+
+    def prefix(self, second: int) -> str:
+        """The timestamp of the whole ``second`` (seconds since the epoch), without the Z."""
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self._prefix
 
     def _timestamp(self, at: float) -> str:
         second = int(at)
-        if second != self._second:
-            self._new_second(second)
-        return f"{self._prefix}.{int((at - second) * 1_000_000):06d}Z"
-
-    def _new_second(self, second: int) -> None:
-        self._second = second
-        self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-    # The next two are _timestamp inlined: they run twice per node.
+        return f"{self.prefix(second)}.{int((at - second) * 1_000_000):06d}Z"
 
     def started(self, path: str, attempt: int, at: float) -> str:
         """The ``node.started`` line of a node's (non-fallback) attempt."""
         second = int(at)
-        if second != self._second:
-            self._new_second(second)
-        return (
-            f'{self._head}"node": {_quote(path)}, "attempt": {attempt}, '
-            f'"event": "node.started", "level": "info", '
-            f'"timestamp": "{self._prefix}.{int((at - second) * 1_000_000):06d}Z"}}'
-        )
+        micro = int((at - second) * 1_000_000)
+        return self.started_format % (quote(path), attempt, self.prefix(second), micro)
 
     def succeeded(self, path: str, attempt: int, at: float, duration: float | None) -> str:
         """The ``node.succeeded`` line of a node that ran (not one reused on resume)."""
         second = int(at)
-        if second != self._second:
-            self._new_second(second)
-        return (
-            f'{self._head}"node": {_quote(path)}, "attempt": {attempt}, '
-            f'"duration": {"null" if duration is None else repr(duration)}, '
-            f'"event": "node.succeeded", "level": "info", '
-            f'"timestamp": "{self._prefix}.{int((at - second) * 1_000_000):06d}Z"}}'
-        )
+        micro = int((at - second) * 1_000_000)
+        shown = "null" if duration is None else repr(duration)
+        return self.succeeded_format % (quote(path), attempt, shown, self.prefix(second), micro)
 
     def render(self, event: RunEvent) -> str:
         """The line of any event."""
@@ -173,7 +174,8 @@ class EventLines:
         return json.dumps(line, default=repr)
 
 
-_quote = json.encoder.encode_basestring_ascii
+#: A str as a JSON string (ASCII, escaped), as json.dumps gives it.
+quote = json.encoder.encode_basestring_ascii
 
 _PROCESSORS: list[Any] = [
     structlog.processors.add_log_level,

@@ -46,13 +46,13 @@ from wavecrest.core._snapshot import (
     Redactor,
     ResultEntries,
     RunRecord,
-    encode_result,
+    encode_plain_result,
     encode_snapshot,
     strict_packer,
     write_atomic,
 )
 
-from ._logging import EventLines, JsonLinesFile, LogLine
+from ._logging import EventLines, JsonLinesFile, LogLine, quote
 from ._pool import PooledActor, ThreadPool
 from ._timers import TimerHandle, TimerService
 
@@ -203,37 +203,51 @@ class SnapshotWriter(PooledActor):
             )
 
     def _drain(self) -> None:
-        """Record and log everything the feed holds: the journal, with log lines between."""
+        """Record and log everything the feed holds: the journal, with log lines between.
+
+        This runs twice per node, so the two common entries are handled inline:
+        a start's line, and a success's encoded result and line.
+        """
         items = self.feed.take()
         if not items:
             return
         lines: list[str] = []
         add = lines.append
         render = self._lines
-        put = self._put
-        entries, pack, redactor = self._entries, self._pack, self._redactor
+        started, succeeded = render.started_format, render.succeeded_format
+        entries, pack = self._entries, self._pack
+        second, prefix = -1, ""
         i, n = 0, len(items)
         while i < n:
             item = items[i]
             if item is JOURNAL_STARTED:
                 if items[i + 4] is None:
-                    add(render.started(items[i + 1], items[i + 2], items[i + 3]))
+                    at = items[i + 3]
+                    if int(at) != second:
+                        second = int(at)
+                        prefix = render.prefix(second)
+                    micro = int((at - second) * 1_000_000)
+                    add(started % (quote(items[i + 1]), items[i + 2], prefix, micro))
                 else:
                     add(render.render(self._event(items[i : i + 5])))
                 i += 5
             elif item is JOURNAL_SUCCEEDED:
                 path, result, encoded = items[i + 1], items[i + 4], items[i + 5]
-                if encoded is not None:
-                    # The output is encoded already, so nothing here can fail.
-                    entries[path] = pack(path) + encode_result(
-                        result, encoded_output=encoded, redactor=redactor, pack=pack
-                    )
+                entry = None if encoded is None else encode_plain_result(result, encoded, pack)
+                if entry is not None:
+                    entries[path] = pack(path) + entry
                 else:
-                    put(path, result, None)
+                    self._put(path, result, encoded)
                 if items[i + 6]:
                     add(render.render(self._event(items[i : i + 7])))
                 else:
-                    add(render.succeeded(path, items[i + 2], items[i + 3], result.duration))
+                    at, duration = items[i + 3], result.duration
+                    if int(at) != second:
+                        second = int(at)
+                        prefix = render.prefix(second)
+                    micro = int((at - second) * 1_000_000)
+                    shown = "null" if duration is None else repr(duration)
+                    add(succeeded % (quote(path), items[i + 2], shown, prefix, micro))
                 i += 7
             elif type(item) is LogLine:
                 i += 1

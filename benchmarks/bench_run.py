@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MAKESPAN_TARGET = 1.10
 SNAPSHOT_TARGET = 1.15
+SNAPSHOT_PAIRS = 9
 
 
 def _version(dist: str) -> str | None:
@@ -121,8 +122,9 @@ class Harness:
     records: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
-    def measure(self, *args: str) -> dict[str, Any]:
-        """The record of ``python -m benchmarks.worker ARGS`` (run once per invocation)."""
+    def measure(self, *args: str, repeat: int | None = None) -> dict[str, Any]:
+        """The record of ``python -m benchmarks.worker ARGS`` (run once per invocation);
+        ``repeat`` overrides ``--repeat`` for this worker."""
         key = tuple(args)
         if key in self.records:
             return self.records[key]
@@ -133,7 +135,7 @@ class Harness:
             "benchmarks.worker",
             *args,
             "--repeat",
-            str(s.repeat),
+            str(repeat if repeat is not None else s.repeat),
             "--budget",
             str(s.budget),
             "--seed",
@@ -357,7 +359,16 @@ def scale(h: Harness) -> list[Table]:
 
 
 def _paired_snapshot(h: Harness) -> dict[str, Any]:
-    return h.measure("paired", "--graph", "layered", "--size", str(h.settings.snapshot_nodes))
+    # A ratio close to its target needs more than a few pairs to be told apart
+    # from the machine's noise: at least SNAPSHOT_PAIRS, whatever --repeat says.
+    return h.measure(
+        "paired",
+        "--graph",
+        "layered",
+        "--size",
+        str(h.settings.snapshot_nodes),
+        repeat=max(h.settings.repeat, SNAPSHOT_PAIRS),
+    )
 
 
 def snapshot(h: Harness) -> list[Table]:
@@ -369,10 +380,12 @@ def snapshot(h: Harness) -> list[Table]:
     )
     if record.get("ok"):
         off, on = record["times_off"], record["times_on"]
-        ratio = statistics.median(record["ratios"])
+        ratios = sorted(record["ratios"])
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        spread = f"{statistics.median(ratios):.3f} ({low:.2f}-{high:.2f})"
         for label, times, written, shown in (
             ("None (in memory)", off, "0", "-"),
-            ("temporary folder", on, f"{record.get('snapshot_bytes', 0):,}", f"{ratio:.3f}"),
+            ("temporary folder", on, f"{record.get('snapshot_bytes', 0):,}", spread),
         ):
             table.add(
                 label,
@@ -389,10 +402,11 @@ def snapshot(h: Harness) -> list[Table]:
     table.notes.append(
         "Both sides run in one worker, in turns (off, on, on, off, ...), so drift in the "
         "machine's speed weighs on both alike; ratio: the median of the pairs' on/off "
-        "ratios. With a state_dir every run writes its msgpack snapshots (coalesced, "
-        "atomic: temp file, fsync, rename) and its JSON-lines run log into a fresh "
-        "temporary folder under the system temp dir; bytes on disk are what the run left "
-        "there. Timed: the run_workflow call alone."
+        f"ratios (at least {SNAPSHOT_PAIRS} pairs), with their quartiles. With a state_dir "
+        "every run writes its msgpack snapshots (coalesced, atomic: temp file, fsync, "
+        "rename) and its JSON-lines run log into a fresh temporary folder under the system "
+        "temp dir; bytes on disk are what the run left there. Timed: the run_workflow call "
+        "alone."
     )
     return [table]
 

@@ -733,36 +733,9 @@ def encode_result(
     error, primary, reason = result.error, result.primary_error, result.reason
     if encoded_output is None:
         encoded_output = encode_value(result.output, redactor=redactor)
-    if (
-        error is None
-        and primary is None
-        and reason is None
-        and result.fallback is None
-        and not result.abandoned
-    ):
-        # Nearly every result: the same bytes as below, from prepacked keys.
-        pack = pack or _pack_strict
-        try:
-            return b"".join(
-                (
-                    _PLAIN_NODE,
-                    pack(result.node),
-                    _PLAIN_STATUS,
-                    pack(result.status),
-                    _PLAIN_ATTEMPTS,
-                    pack(result.attempts),
-                    _PLAIN_STARTED,
-                    pack(result.started_at),
-                    _PLAIN_FINISHED,
-                    pack(result.finished_at),
-                    _PLAIN_DURATION,
-                    pack(result.duration),
-                    _PLAIN_TAIL,
-                    encoded_output,
-                )
-            )
-        except (TypeError, ValueError, OverflowError):
-            pass  # a str subclass for a status, say: the long way below
+    plain = encode_plain_result(result, encoded_output, pack or _pack_strict)
+    if plain is not None:
+        return plain
     head: dict[str, Any] = {
         "node": result.node,
         "status": result.status,
@@ -806,6 +779,42 @@ _PLAIN_TAIL: Final = b"".join(
         _key("output"),
     )
 )
+
+
+def encode_plain_result(
+    result: NodeResult, encoded_output: bytes, pack: Callable[[Any], bytes]
+) -> bytes | None:
+    """:func:`encode_result` of a result with no error, fallback, reason or abandoned
+    attempt (nearly every one), from prepacked keys; None for any other result."""
+    if (
+        result.error is not None
+        or result.primary_error is not None
+        or result.reason is not None
+        or result.fallback is not None
+        or result.abandoned
+    ):
+        return None
+    try:
+        return b"".join(
+            (
+                _PLAIN_NODE,
+                pack(result.node),
+                _PLAIN_STATUS,
+                pack(result.status),
+                _PLAIN_ATTEMPTS,
+                pack(result.attempts),
+                _PLAIN_STARTED,
+                pack(result.started_at),
+                _PLAIN_FINISHED,
+                pack(result.finished_at),
+                _PLAIN_DURATION,
+                pack(result.duration),
+                _PLAIN_TAIL,
+                encoded_output,
+            )
+        )
+    except (TypeError, ValueError, OverflowError):
+        return None  # a str subclass for a status, say: encode_result's long way
 
 
 def _pack_strict(value: Any) -> bytes:

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from wavecrest.actors import Runtime, resume_workflow, run_workflow
 from wavecrest.actors._cli import main
-from wavecrest.actors._logging import event_fields
+from wavecrest.actors._logging import EventLines, event_fields
 from wavecrest.core import (
+    NodeResult,
     NodeStarted,
+    NodeSucceeded,
     ResumeError,
     RunEvent,
     RunNotFoundError,
@@ -242,6 +244,23 @@ def test_the_run_log_tells_what_the_events_tell(tmp_path: Path, state: Path, gat
             "event": event.name,
             "level": "info",
         }
+
+
+@pytest.mark.parametrize("duration", [0.25, None, 1e-07])
+@pytest.mark.parametrize("path", ["load", 'odd "é" \\ path', "loop[3]/step"])
+def test_the_templated_lines_are_what_json_dumps_gives(path: str, duration: float | None) -> None:
+    # node.started and node.succeeded lines are built from %-templates for speed;
+    # they must be byte for byte the generic rendering.
+    lines = EventLines(run_id="20261122T000000Z-%d", workflow='w "1"')
+    result = NodeResult(path, "succeeded", duration=duration)
+    at = 1_795_000_000.5
+    for event in (
+        NodeStarted(run_id="r", at=at, path=path, node=path, attempt=2),
+        NodeSucceeded(run_id="r", at=at, path=path, node=path, attempt=2, result=result),
+    ):
+        fields = {"run_id": "20261122T000000Z-%d", "workflow": 'w "1"', **event_fields(event)}
+        fields.update(event=event.name, level="info", timestamp="2026-11-18T11:06:40.500000Z")
+        assert lines.render(event) == json.dumps(fields)
 
 
 # --- resume ---------------------------------------------------------------------------
