@@ -47,7 +47,7 @@ from wavecrest.core._snapshot import (
     ResultEntries,
     RunRecord,
     encode_plain_result,
-    encode_snapshot,
+    snapshot_parts,
     strict_packer,
     write_atomic,
 )
@@ -291,7 +291,7 @@ class SnapshotWriter(PooledActor):
         header = dataclasses.replace(
             self._header, updated_at=time.time(), errors=tuple(self._errors)
         )
-        data = encode_snapshot(header, self._entries, redactor=self._redactor)
+        data = snapshot_parts(header, self._entries, redactor=self._redactor)
         encoded = time.monotonic()
         write_atomic(self.path, data)
         self._sink.flush()

@@ -5,14 +5,18 @@ The file
 A snapshot is one msgpack map::
 
     {"format": "wavecrest.snapshot", "version": 1,
-     "checksum": "blake2b:<hex of the blake2b-256 of payload>",
+     "checksum": "crc32:<8 hex digits of the CRC-32 of payload>",
      "payload": <bin>}
 
 ``payload`` is itself msgpack: a map of the :class:`RunRecord` fields, where
 ``results`` maps each node path to a map of the :class:`~._events.NodeResult`
 fields (errors are maps of the :class:`~._events.ErrorInfo` fields). The
 checksum covers the payload only; the envelope is small enough that a damaged
-one fails to parse or names the wrong format or version. A reader refuses a
+one fails to parse or names the wrong format or version. CRC-32 (as in zip,
+gzip and PNG) catches torn writes and damaged bytes, and a large run
+rewrites its snapshot often, so it is chosen over a cryptographic hash,
+which costs several times more; readers also accept ``blake2b:<hex of the
+blake2b-256>``, which earlier files carry. A reader refuses a
 newer ``version`` and ignores payload fields it does not know, so fields may be
 added within a version.
 
@@ -65,7 +69,8 @@ import hashlib
 import os
 import reprlib
 import struct
-from collections.abc import Callable, Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -96,6 +101,7 @@ __all__ = [
     "encode_snapshot",
     "encode_value",
     "read_snapshot",
+    "snapshot_parts",
     "write_atomic",
 ]
 
@@ -944,6 +950,18 @@ def encode_snapshot(
     without being decoded or encoded again. ``redactor`` masks secrets in the
     reason, config, options and errors (the results carry their own masking).
     """
+    return b"".join(snapshot_parts(header, results, redactor=redactor))
+
+
+def snapshot_parts(
+    header: RunRecord,
+    results: Mapping[str, bytes] | ResultEntries,
+    *,
+    redactor: Redactor | None = None,
+) -> list[bytes]:
+    """:func:`encode_snapshot` in two parts, the envelope and the payload, to be written
+    one after the other (:func:`write_atomic` takes them as they are), which saves
+    copying the payload once more."""
     head: dict[str, Any] = {}
     for f in fields(RunRecord):
         value = getattr(header, f.name)
@@ -970,17 +988,26 @@ def encode_snapshot(
                 raise TypeError(f"result paths must be str, not {type(path).__name__}")
             pieces += (_key(path), encoded)
     payload = b"".join(pieces)
-    checksum = "blake2b:" + hashlib.blake2b(payload, digest_size=32).hexdigest()
-    envelope = {"format": FORMAT, "version": VERSION, "checksum": checksum}
-    return b"".join(
+    envelope = {"format": FORMAT, "version": VERSION, "checksum": _checksum(payload)}
+    front = b"".join(
         (
             _map_header(len(envelope) + 1),
             _map_pairs(msgpack.packb(envelope)),
             _PAYLOAD_KEY,
             _bin_header(len(payload)),
-            payload,
         )
     )
+    return [front, payload]
+
+
+def _checksum(payload: bytes) -> str:
+    return f"crc32:{zlib.crc32(payload):08x}"
+
+
+def _checksum_matches(checksum: str, payload: bytes) -> bool:
+    if checksum.startswith("blake2b:"):
+        return checksum == "blake2b:" + hashlib.blake2b(payload, digest_size=32).hexdigest()
+    return checksum == _checksum(payload)
 
 
 def encode_record(record: RunRecord, redactor: Redactor | None = None) -> bytes:
@@ -1024,9 +1051,9 @@ def decode_snapshot(data: bytes, *, source: str) -> RunRecord:
     checksum, payload = envelope.get("checksum"), envelope.get("payload")
     if not isinstance(payload, bytes):
         raise SnapshotError(f"{source}: corrupt snapshot: no payload")
-    if not isinstance(checksum, str) or not checksum.startswith("blake2b:"):
+    if not isinstance(checksum, str) or not checksum.startswith(("crc32:", "blake2b:")):
         raise SnapshotError(f"{source}: corrupt snapshot: bad checksum {reprlib.repr(checksum)}")
-    if checksum != "blake2b:" + hashlib.blake2b(payload, digest_size=32).hexdigest():
+    if not _checksum_matches(checksum, payload):
         raise SnapshotError(f"{source}: corrupt snapshot: checksum mismatch")
     try:
         return _record(_unpack(payload))
@@ -1057,8 +1084,9 @@ def read_snapshot(path: str | os.PathLike[str]) -> RunRecord:
     return decode_snapshot(data, source=source)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace the file at ``path`` with ``data`` so that it is either all old or all new.
+def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) -> None:
+    """Replace the file at ``path`` with ``data`` (bytes, or parts written one after the
+    other) so that it is either all old or all new.
 
     Writes a temp file (``.<name>.<random>.tmp``, mode 0600, created
     exclusively) in the same folder, fsyncs it, renames it over ``path`` and
@@ -1071,7 +1099,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     fd, temp = _create_temp(folder, os.path.basename(target))
     try:
         with open(fd, "wb") as file:
-            file.write(data)
+            if isinstance(data, bytes | bytearray | memoryview):
+                file.write(data)
+            else:
+                file.writelines(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, target)

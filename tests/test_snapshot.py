@@ -14,6 +14,7 @@ import enum
 import hashlib
 import os
 import re
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
@@ -43,6 +44,7 @@ from wavecrest.core._snapshot import (
     encode_snapshot,
     encode_value,
     read_snapshot,
+    snapshot_parts,
     write_atomic,
 )
 
@@ -616,7 +618,7 @@ def test_the_file_layout() -> None:
     assert (FORMAT, VERSION) == ("wavecrest.snapshot", 1)
     assert (envelope["format"], envelope["version"]) == (FORMAT, VERSION)
     payload = envelope["payload"]
-    assert envelope["checksum"] == "blake2b:" + hashlib.blake2b(payload, digest_size=32).hexdigest()
+    assert envelope["checksum"] == f"crc32:{zlib.crc32(payload):08x}"
     fields = decode_value(payload)
     assert fields["run_id"] == "r-1"
     assert fields["results"]["b"]["error"]["traceback"] == ERROR.traceback
@@ -665,6 +667,14 @@ def valid_fields() -> dict[str, Any]:
     return dict(decode_value(msgpack.unpackb(encode_record(make_record()))["payload"]))
 
 
+def test_files_with_either_checksum_are_read() -> None:
+    # Snapshots carry a CRC-32; earlier ones a blake2b-256 (file_of's).
+    payload = encode_value(valid_fields())
+    crc = file_of(payload, checksum=f"crc32:{zlib.crc32(payload):08x}")
+    assert decode_snapshot(crc, source="f") == decode_snapshot(file_of(payload), source="f")
+    assert decode_snapshot(crc, source="f") == make_record()
+
+
 def test_unknown_fields_are_ignored() -> None:
     fields = valid_fields()
     fields["added_in_a_later_release"] = {"x": 1}
@@ -700,6 +710,10 @@ TRUNCATED = "corrupt or truncated snapshot"
         (file_of({}, payload="x"), "f.msgpack: corrupt snapshot: no payload"),
         (file_of({}, checksum="md5:00"), "f.msgpack: corrupt snapshot: bad checksum 'md5:00'"),
         (file_of({}, checksum="blake2b:00"), "f.msgpack: corrupt snapshot: checksum mismatch"),
+        (
+            file_of({}, checksum=f"crc32:{zlib.crc32(encode_value({})) ^ 1:08x}"),
+            "f.msgpack: corrupt snapshot: checksum mismatch",
+        ),
         (
             GOOD[:-30] + bytes([GOOD[-30] ^ 0x01]) + GOOD[-29:],
             "f.msgpack: corrupt snapshot: checksum mismatch",
@@ -808,6 +822,9 @@ def test_write_atomic_creates_folders_and_replaces_the_file(tmp_path: Path) -> N
     assert path.read_bytes() == GOOD
     assert os.listdir(path.parent) == ["r-1.msgpack"]
     assert read_snapshot(path) == make_record()
+    parts = snapshot_parts(make_record(), {})
+    write_atomic(path, parts)
+    assert path.read_bytes() == b"".join(parts) == encode_snapshot(make_record(), {})
 
 
 def test_write_atomic_accepts_a_bare_file_name(
