@@ -43,6 +43,8 @@ from wavecrest.core import (
 from wavecrest.core._config import resolve_config, resolve_secrets
 from wavecrest.core._snapshot import RunRecord, read_snapshot
 
+from ._lock import RunLock
+
 __all__ = [
     "DEFAULT_STATE_DIR",
     "PreparedRun",
@@ -234,12 +236,21 @@ def find_snapshot(run: str | os.PathLike[str], state_dir: str | os.PathLike[str]
     return matches[0]
 
 
-def load_record(
+def lock_record(
     run: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None
-) -> tuple[Path, RunRecord]:
-    """Find and read a run's snapshot."""
+) -> tuple[Path, RunRecord, RunLock]:
+    """Find a run's snapshot, lock the run (RunInUseError if it is running) and read it.
+
+    The snapshot is read under the lock, so it is the last one its previous
+    owner wrote. The caller owns the lock from then on.
+    """
     path = find_snapshot(run, state_dir)
-    return path, read_snapshot(path)
+    lock = RunLock.acquire(path, path.stem)
+    try:
+        return path, read_snapshot(path), lock
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _resume_workflow(record: RunRecord, snapshot: Path, force: bool) -> Workflow:
@@ -271,7 +282,7 @@ def prepare_resume(
     on_event: Callable[[RunEvent], Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PreparedRun:
-    """Validate a resume of the run ``record`` read from ``snapshot`` (see :func:`load_record`):
+    """Validate a resume of the run ``record`` read from ``snapshot`` (see :func:`lock_record`):
     check its workflow, merge config and decisions."""
     wf = _resume_workflow(record, snapshot, force)
     if wf.name != record.workflow:

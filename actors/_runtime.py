@@ -32,12 +32,13 @@ from wavecrest.core import (
 from wavecrest.core._snapshot import RunRecord
 
 from ._dispatch import EventDispatcher, Subscribers
+from ._lock import RunLock
 from ._pool import ThreadPool
 from ._prepare import (
     DEFAULT_CONCURRENCY,
     PreparedRun,
     default_state_dir,
-    load_record,
+    lock_record,
     prepare_resume,
     prepare_run,
 )
@@ -201,10 +202,11 @@ class Runtime:
     ) -> RunHandle:
         """Continue a run from its snapshot (see :func:`resume_workflow`)."""
         self._check_open()
-        path, record = load_record(run, state_dir)
+        path, record, lock = lock_record(run, state_dir)
         return self._resume(
             path,
             record,
+            lock,
             config=config,
             secrets=secrets,
             approve=approve,
@@ -216,6 +218,7 @@ class Runtime:
         self,
         path: Path,
         record: RunRecord,
+        lock: RunLock,
         *,
         config: Mapping[str, Any] | None,
         secrets: Mapping[str, str] | None,
@@ -223,41 +226,64 @@ class Runtime:
         force: bool,
         on_event: Callback | None,
     ) -> RunHandle:
-        """Resume a run whose snapshot is already read (it is read once per resume)."""
-        self._check_open()
-        if record.status == "completed":
-            # Nothing is left to do: the handle resolves at once with the stored result.
-            handle = RunHandle(record.run_id, record.workflow)
-            handle.future.set_result(record.to_result(str(path)))
-            return handle
-        prepared = prepare_resume(
-            path,
-            record,
-            config=config,
-            secrets=secrets,
-            approve=approve,
-            force=force,
-            on_event=on_event,
-        )
-        return self._start(prepared)
+        """Resume a run whose snapshot is already read under its ``lock`` (read once per
+        resume); the run keeps the lock until it ends, or it is released here."""
+        try:
+            self._check_open()
+            if record.status == "completed":
+                # Nothing is left to do: the handle resolves at once with the stored result.
+                lock.release()
+                handle = RunHandle(record.run_id, record.workflow)
+                handle.future.set_result(record.to_result(str(path)))
+                return handle
+            prepared = prepare_resume(
+                path,
+                record,
+                config=config,
+                secrets=secrets,
+                approve=approve,
+                force=force,
+                on_event=on_event,
+            )
+            return self._start(prepared, lock)
+        except BaseException:
+            lock.release()
+            raise
 
-    def _start(self, prepared: PreparedRun) -> RunHandle:
+    def _start(self, prepared: PreparedRun, lock: RunLock | None = None) -> RunHandle:
+        snapshot = prepared.snapshot_path
+        if lock is None and snapshot is not None:
+            lock = RunLock.acquire(snapshot, prepared.run_id)
         handle = RunHandle(prepared.run_id, prepared.workflow.name)
-        with self._lock:
-            if self._closed:
-                raise RuntimeClosedError(
-                    "this Runtime is closed; create a new one to run workflows"
-                )
-            if prepared.run_id in self._runs:
-                raise ValueError(f"run {prepared.run_id} is already running in this Runtime")
-            self._runs[prepared.run_id] = handle
+        try:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeClosedError(
+                        "this Runtime is closed; create a new one to run workflows"
+                    )
+                if prepared.run_id in self._runs:
+                    raise ValueError(f"run {prepared.run_id} is already running in this Runtime")
+                self._runs[prepared.run_id] = handle
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
         def resolve(result: RunResult) -> None:
             with self._lock:
                 self._runs.pop(prepared.run_id, None)
             handle.future.set_result(result)
 
-        handle._supervisor = RunSupervisor.start(self._pool, prepared, self._services, resolve)
+        try:
+            handle._supervisor = RunSupervisor.start(
+                self._pool, prepared, self._services, resolve, lock=lock
+            )
+        except BaseException:
+            with self._lock:
+                self._runs.pop(prepared.run_id, None)
+            if lock is not None:
+                lock.release()
+            raise
         return handle
 
     def runs(self) -> list[RunHandle]:
@@ -386,12 +412,13 @@ def resume_workflow(
     ``state_dir=None`` means the default state dir.
     """
     root = state_dir if state_dir is not None else default_state_dir()
-    path, record = load_record(run, root)
+    path, record, lock = lock_record(run, root)
     cap = record.options.get("max_concurrency") or DEFAULT_CONCURRENCY
     with Runtime(max_concurrency=cap) as runtime:
         handle = runtime._resume(
             path,
             record,
+            lock,
             config=config,
             secrets=secrets,
             approve=approve,

@@ -42,6 +42,7 @@ from wavecrest.core._snapshot import (
 )
 
 from ._dispatch import Deliver, Subscribers
+from ._lock import RunLock
 from ._logging import ForwardingLogger, open_run_log, run_logger
 from ._node import NodeEnv
 from ._pool import PooledActor, ThreadPool
@@ -85,11 +86,14 @@ class RunSupervisor(PooledActor):
         prepared: PreparedRun,
         services: Services,
         resolve: Callable[[RunResult], None],
+        *,
+        lock: RunLock | None = None,
     ) -> None:
         super().__init__(pool)
         self.prepared = prepared
         self._services = services
         self._resolve = resolve
+        self._run_lock = lock  # held from before the start until the final snapshot
         self._resolved = False
         self._clock = SystemClock()
         self._decider = Supervisor(prepared.policy, seed=prepared.seed, clock=self._clock)
@@ -286,6 +290,10 @@ class RunSupervisor(PooledActor):
         self.stop()
 
     def _deliver(self, result: RunResult) -> None:
+        # The final snapshot is written (or the run died): whoever has the result may
+        # resume the run at once.
+        if self._run_lock is not None:
+            self._run_lock.release()
         if not self._resolved:
             self._resolved = True
             self._resolve(result)

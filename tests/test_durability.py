@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from wavecrest.actors import Runtime, resume_workflow, run_workflow
 from wavecrest.actors._cli import main
+from wavecrest.actors._lock import RunInUseError, RunLock
 from wavecrest.actors._logging import EventLines, event_fields
 from wavecrest.core import (
     NodeResult,
@@ -649,11 +650,66 @@ def test_resume_after_kill_9(tmp_path: Path, state: Path, after: str) -> None:
         # a finished over 300 ms before b (d1 waits between them): long enough to
         # have reached the snapshot.
         assert "a" in done_before
+    # The killed process could not remove its lock file, but the OS dropped the lock.
+    assert snapshot.with_suffix(".lock").exists()
     events: list[RunEvent] = []
     again = resume_workflow(str(snapshot), on_event=events.append)
     assert again.status == "completed"
     assert again.outputs["c"] == 3
     assert not done_before & set(started_paths(events))
+    assert not snapshot.with_suffix(".lock").exists()
+
+
+def test_a_run_in_progress_is_not_resumed_a_second_time(
+    tmp_path: Path, state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release, waiting = threading.Event(), threading.Event()
+
+    def wait(ctx: RuntimeContext) -> str:
+        waiting.set()
+        assert release.wait(timeout=60)
+        return "done"
+
+    register_runtime("transform:wait", wait, replace=True)
+    try:
+        flow = write_flow(tmp_path, '<transform id="w" type="wait"/>')
+        with Runtime() as runtime:
+            handle = runtime.submit(flow, state_dir=state)
+            assert waiting.wait(timeout=60)
+            lock = state / "dur" / f"{handle.run_id}.lock"
+            assert lock.exists()
+            with pytest.raises(RunInUseError, match=f"run {handle.run_id} is in use"):
+                resume_workflow(handle.run_id, state_dir=state)
+            with pytest.raises(ResumeError, match="in use"):
+                runtime.resume(handle.run_id, state_dir=state)
+            assert main(["resume", handle.run_id, "--state-dir", str(state)]) == 2
+            err = capsys.readouterr().err
+            assert f"run {handle.run_id} is in use" in err
+            assert len(err.strip().splitlines()) == 1
+            release.set()
+            result = handle.result(timeout=60)
+    finally:
+        release.set()
+        unregister_runtime("transform:wait")
+    assert result.status == "completed"
+    assert not lock.exists()
+    # Refused attempts did not touch the run; once it ended it can be resumed (a no-op).
+    assert read_snapshot(result.snapshot_path).resumes == 0
+    assert resume_workflow(result.run_id, state_dir=state).status == "completed"
+
+
+def test_a_run_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
+    snapshot = tmp_path / "wf" / "r1.msgpack"
+    first = RunLock.acquire(snapshot, "r1")
+    with pytest.raises(RunInUseError):
+        RunLock.acquire(snapshot, "r1")
+    first.release()
+    first.release()  # twice is harmless
+    assert not snapshot.with_suffix(".lock").exists()
+    second = RunLock.acquire(snapshot, "r1")
+    assert second.held
+    second.release()
+    assert os.listdir(tmp_path / "wf") == []
 
 
 def test_copies_of_a_state_dir_resume_independently(
