@@ -22,7 +22,7 @@ import os
 import threading
 from pathlib import Path
 
-from wavecrest.core import ResumeError
+from wavecrest.core import ResumeError, SnapshotError
 
 try:
     import fcntl
@@ -50,9 +50,14 @@ class RunLock:
         path = snapshot.with_suffix(".lock")
         if fcntl is None:  # pragma: no cover
             return cls(path, None)
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise SnapshotError(
+                    f"{path.parent}: cannot keep run {run_id}'s state there ({exc.strerror or exc})"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

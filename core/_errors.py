@@ -67,7 +67,8 @@ class ConfigError(WavecrestError):
 
 
 class SnapshotError(WavecrestError):
-    """Raised when a snapshot is missing, corrupt, foreign, or of an unsupported version."""
+    """Raised when a snapshot is missing, corrupt, foreign, of an unsupported version, or
+    cannot be written where the state dir says."""
 
 
 class RunNotFoundError(SnapshotError):

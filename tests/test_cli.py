@@ -164,6 +164,18 @@ def test_bad_run_arguments_exit_2_with_one_line(
     assert "Traceback" not in err
 
 
+def test_a_state_dir_that_cannot_be_written_is_bad_input(
+    capsys: pytest.CaptureFixture[str], good: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli(capsys, "run", str(good), "--state-dir", str(blocker / "state"))
+    assert (code, out) == (2, "")
+    assert f"{blocker / 'state' / 'greet'}: cannot keep run" in err
+    assert "(Not a directory)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_a_missing_secret_is_bad_input(
     capsys: pytest.CaptureFixture[str], good: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
