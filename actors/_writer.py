@@ -184,7 +184,7 @@ class SnapshotWriter(PooledActor):
 
     def _record(self, event: RunEvent) -> None:
         kind = type(event)
-        if kind is NodeSucceeded or isinstance(event, _RESULT_EVENTS):
+        if isinstance(event, _RESULT_EVENTS):
             self._put(event.path, event.result, None)
             if kind is NodeFailed:
                 self._errors.extend(event.result.errors)
@@ -205,8 +205,8 @@ class SnapshotWriter(PooledActor):
     def _drain(self) -> None:
         """Record and log everything the feed holds: the journal, with log lines between.
 
-        This runs twice per node, so the two common entries are handled inline:
-        a start's line, and a success's encoded result and line.
+        Every node puts two entries in the journal, so those two are handled
+        inline: a start's line, and a success's encoded result and line.
         """
         items = self.feed.take()
         if not items:
@@ -235,7 +235,7 @@ class SnapshotWriter(PooledActor):
                 path, result, encoded = items[i + 1], items[i + 4], items[i + 5]
                 entry = None if encoded is None else encode_plain_result(result, encoded, pack)
                 if entry is not None:
-                    entries[path] = pack(path) + entry
+                    entries.put(path, entry, pack)
                 else:
                     self._put(path, result, encoded)
                 if items[i + 6]:

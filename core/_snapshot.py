@@ -917,9 +917,9 @@ class ResultEntries(dict[str, bytes]):
 
     __slots__ = ()
 
-    def put(self, path: str, encoded: bytes) -> None:
-        """Store :func:`encode_result` bytes for ``path``."""
-        self[path] = _key(path) + encoded
+    def put(self, path: str, encoded: bytes, pack: Callable[[Any], bytes] | None = None) -> None:
+        """Store :func:`encode_result` bytes for ``path`` (``pack``: see :func:`strict_packer`)."""
+        self[path] = (pack or _pack_strict)(path) + encoded
 
     def put_result(
         self,
