@@ -44,7 +44,7 @@ from wavecrest.core import Workflow
 from .graphs import chain, critical_path_seconds, durations, layered, sleep_layered, wide
 from .systems import CONCURRENCY, SYSTEMS, WAVECREST, Outcome, prepare, register_runtimes
 
-__all__ = ["build", "main", "measure"]
+__all__ = ["build", "main", "measure", "measure_pairs", "time_call"]
 
 GRAPHS = ("chain", "wide", "layered", "sleep")
 WARM_UP_SIZE = 100
@@ -83,16 +83,23 @@ def measure(call: Callable[[], Outcome], repeat: int, budget: float) -> tuple[li
     times: list[float] = []
     outcome = Outcome(False, 0, "not run")
     for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        outcome = call()
-        elapsed = time.perf_counter() - start
-        if outcome.extra and "seconds" in outcome.extra:
-            elapsed = outcome.extra["seconds"]
+        elapsed, outcome = time_call(call)
         times.append(elapsed)
         if not outcome.ok or sum(times) >= budget:
             break
     return times, outcome
+
+
+def time_call(call: Callable[[], Outcome]) -> tuple[float, Outcome]:
+    """One timed call after a ``gc.collect()``: its seconds (its own ``extra["seconds"]``
+    when it timed itself) and its outcome."""
+    gc.collect()
+    start = time.perf_counter()
+    outcome = call()
+    elapsed = time.perf_counter() - start
+    if outcome.extra and "seconds" in outcome.extra:
+        elapsed = outcome.extra["seconds"]
+    return elapsed, outcome
 
 
 def _throughput_call(workflow: Workflow, runs: int) -> Callable[[], Outcome]:
@@ -135,12 +142,7 @@ def measure_pairs(
     for index in range(repeat):
         order = (False, True) if index % 2 == 0 else (True, False)
         for snapshots in order:
-            gc.collect()
-            start = time.perf_counter()
-            outcome = (on if snapshots else off)()
-            elapsed = time.perf_counter() - start
-            if outcome.extra and "seconds" in outcome.extra:
-                elapsed = outcome.extra["seconds"]
+            elapsed, outcome = time_call(on if snapshots else off)
             sides[snapshots].append(elapsed)
             if not outcome.ok:
                 return sides[False], sides[True], outcome
