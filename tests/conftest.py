@@ -6,6 +6,7 @@ import faulthandler
 import threading
 from collections.abc import Iterator
 
+import profiles  # noqa: F401 - registers and loads the hypothesis profile first
 import pytest
 from pykka import ActorRegistry
 

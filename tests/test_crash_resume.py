@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from profiles import examples
 from wavecrest.actors import Runtime, resume_workflow
 from wavecrest.core import NodeStarted, NodeSucceeded, RunEvent, parse_workflow
 from wavecrest.core._snapshot import read_snapshot
@@ -79,7 +80,7 @@ def run_and_crash(text: str, folder: Path, crash_at: int) -> tuple[dict[str, Any
 
 
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from profiles import examples
 from wavecrest.core import CycleError, plan
 from wavecrest.core._expr import SCOPE_NAMES
 from wavecrest.core._graph import Plan
@@ -36,7 +37,7 @@ from wavecrest.core._model import (
     Workflow,
 )
 
-SETTINGS = settings(deadline=None, max_examples=100)
+SETTINGS = settings(deadline=None, max_examples=examples(100))
 
 STYLES = ("input", "bare", "subscript", "get")
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from profiles import examples
 from wavecrest.core import (
     NodeCancelledError,
     PermanentError,
@@ -816,7 +817,7 @@ def prop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("roundtrip")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(value=json_values, fmt=st.sampled_from(["json", "yaml"]))
 def test_json_and_yaml_round_trip_any_json_value(prop_dir: Path, value: Any, fmt: str) -> None:
     sink(prop_dir, f"v.{fmt}", value)
@@ -826,7 +827,7 @@ def test_json_and_yaml_round_trip_any_json_value(prop_dir: Path, value: Any, fmt
 line_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(lines=st.lists(line_text, max_size=8))
 def test_lines_round_trip_any_list_of_strings_without_line_breaks(
     prop_dir: Path, lines: list[str]
@@ -835,14 +836,14 @@ def test_lines_round_trip_any_list_of_strings_without_line_breaks(
     assert source(prop_dir, "v.lines", format="lines") == lines
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(text=st.text())
 def test_text_round_trips_exactly(prop_dir: Path, text: str) -> None:
     sink(prop_dir, "v.txt", text)
     assert source(prop_dir, "v.txt") == text
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     records=st.lists(
         st.dictionaries(st.sampled_from(["a", "b", "c"]), line_text | st.text(), min_size=1),

@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from profiles import examples
 from strategies import (
     Expected,
     check_concurrency,
@@ -140,7 +141,7 @@ def starts_per_path(sim: Simulation) -> Counter[str]:
     return Counter(c.path for c in sim.trace if isinstance(c, StartTask))
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     workflow=workflows(
         checkpoints=True, retries=True, fallbacks=True, timeouts=True, partial_waits=True
@@ -160,7 +161,7 @@ def test_generated_workflows_are_valid_flow_files_with_the_same_plan(workflow: W
 # --- runs without faults ----------------------------------------------------------------
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None)
+@settings(max_examples=examples(EXAMPLES * 2), deadline=None)
 @given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
 def test_a_run_agrees_with_the_reference_model_and_keeps_every_invariant(
     workflow: Workflow, cap: int, mode: str, seed: int, cooperative: bool
@@ -178,7 +179,7 @@ def test_a_run_agrees_with_the_reference_model_and_keeps_every_invariant(
     check_invariants(sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds)
 def test_each_task_of_a_successful_run_runs_exactly_once_per_path(
     workflow: Workflow, cap: int, mode: str, seed: int
@@ -194,7 +195,7 @@ def test_each_task_of_a_successful_run_runs_exactly_once_per_path(
     assert all(result.nodes[path].attempts == 1 for path in starts)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(workflow=any_workflow, cap=caps, mode=modes)
 def test_running_attempts_never_exceed_max_concurrency(
     workflow: Workflow, cap: int, mode: str
@@ -206,7 +207,7 @@ def test_running_attempts_never_exceed_max_concurrency(
     check_outcomes_matched(sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     workflow=st.booleans().flatmap(
         lambda control: workflows(max_nodes=10, control=control, concurrent_breaks=False)
@@ -228,7 +229,7 @@ def test_outputs_do_not_depend_on_completion_order_or_mode(
     assert all(o == outputs[0] for o in outputs)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(workflow=any_workflow, cap=caps, seed=seeds)
 def test_waves_mode_starts_no_wave_before_the_previous_one_of_its_frame_ended(
     workflow: Workflow, cap: int, seed: int
@@ -239,7 +240,7 @@ def test_waves_mode_starts_no_wave_before_the_previous_one_of_its_frame_ended(
     check_waves(sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds)
 def test_the_same_seed_gives_the_same_trace(
     workflow: Workflow, cap: int, mode: str, seed: int
@@ -303,7 +304,7 @@ def simulate_faulty(
     return sim, result, expected_run(workflow, faults=faults, seed=seed)
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None)
+@settings(max_examples=examples(EXAMPLES * 2), deadline=None)
 @given(case=faulty(), cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
 def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     case: tuple[Workflow, FaultPlan], cap: int, mode: str, seed: int, cooperative: bool
@@ -322,7 +323,7 @@ def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     check_invariants(sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     case=faulty(),
     cap=caps,
@@ -366,7 +367,7 @@ def test_the_journal_records_exactly_the_events(
         assert any(getattr(e, "reused", False) for e in second.events)
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None)
+@settings(max_examples=examples(EXAMPLES * 2), deadline=None)
 @given(case=faulty(), cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
 def test_under_fail_fast_faults_stop_the_run_and_nothing_starts_after(
     case: tuple[Workflow, FaultPlan], cap: int, mode: str, seed: int, cooperative: bool
@@ -393,7 +394,7 @@ def test_under_fail_fast_faults_stop_the_run_and_nothing_starts_after(
     check_invariants(sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     workflow=workflows(
         max_nodes=10, retries=True, fallbacks=True, timeouts=True, partial_waits=True
@@ -434,7 +435,7 @@ def test_any_run_ends_and_keeps_every_invariant(
 # --- resume -----------------------------------------------------------------------------
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     workflow=st.booleans().flatmap(
         lambda control: workflows(max_nodes=10, control=control, concurrent_breaks=False)
@@ -465,7 +466,7 @@ def test_resuming_after_a_crash_at_any_point_gives_the_uninterrupted_outputs(
     check_invariants(resumed_sim)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     case=st.booleans()
     .flatmap(
@@ -750,7 +751,7 @@ def retries(start: StartTask) -> int:
 
 TestSchedulerMachine = SchedulerMachine.TestCase
 TestSchedulerMachine.settings = settings(
-    max_examples=EXAMPLES,
+    max_examples=examples(EXAMPLES),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from profiles import examples
 from wavecrest.actors import ThreadPool
 from wavecrest.actors._semaphore import PermitOps, ReleaseAll, SemaphoreActor
 from wavecrest.core import FifoSemaphore
@@ -143,7 +144,9 @@ class SemaphoreActorMachine(RuleBasedStateMachine):
 
 
 TestSemaphoreActor = SemaphoreActorMachine.TestCase
-TestSemaphoreActor.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestSemaphoreActor.settings = settings(
+    max_examples=examples(40), stateful_step_count=25, deadline=None
+)
 
 
 def test_grants_to_a_dead_requester_go_to_the_next_in_line() -> None:

@@ -28,6 +28,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from profiles import examples
 from wavecrest.core import ErrorInfo, NodeResult, OutputEncodingError, SnapshotError
 from wavecrest.core._model import FrozenDict
 from wavecrest.core._snapshot import (
@@ -763,14 +764,14 @@ def read_or_refuse(read: Callable[[], RunRecord]) -> RunRecord | SnapshotError:
         return exc
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.binary(max_size=300))
 def test_random_bytes_give_a_snapshot_error(data: bytes) -> None:
     with pytest.raises(SnapshotError, match=r"^f: "):
         decode_snapshot(data, source="f")
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.data())
 def test_a_damaged_snapshot_is_refused_or_read_as_written(data: st.DataObject) -> None:
     damaged = bytearray(GOOD)
