@@ -320,6 +320,9 @@ class Scheduler:
         self.faults = faults
         self.resumed = resumed
         self._prior = {p: r for p, r in (prior or {}).items() if r.status == "succeeded"}
+        #: Prefixes of the loop iterations and foreach items a ``<break>`` stopped before
+        #: the resume: each is stopped again when its frame opens (see _broken_frames).
+        self._broken = _broken_frames(plan, self._prior)
         self._decisions = dict(decisions or {})
         self._waves = self.settings.mode == "waves"
         self._cap = self.settings.max_concurrency
@@ -520,8 +523,6 @@ class Scheduler:
         path = frame.prefix + pn.node.id
         prior = self._prior.get(path)
         if prior is not None:
-            if isinstance(pn.node, BreakNode) and prior.output:
-                self._break(frame, pn)  # it fired before: it stops its loop again
             self._settle(frame, index, SUCCEEDED, prior, prior.output, reused=True)
             return
         node = pn.node
@@ -1638,6 +1639,12 @@ class _Control:
             iteration=iteration,
         )
         self.active.append(frame)
+        if frame.prefix in self.sched._broken:
+            # A <break> fired in this iteration before the resume. The break itself may
+            # never run again (it succeeded, or an if/branch around it did), so the
+            # iteration is stopped here, as it was then.
+            frame.broke = True
+            self.broken(frame)
         return frame
 
     def close_frame(self, frame: _Frame) -> None:
@@ -1745,8 +1752,9 @@ class _Foreach(_Control):
         return len(self.items) if self.cutoff is None else min(len(self.items), self.cutoff + 1)
 
     def _launch(self) -> None:
-        end = self._end()
-        while len(self.active) < self.limit and self.next < end:
+        # The end is read again after each opening: an item that broke before a resume
+        # sets the cutoff as it opens.
+        while len(self.active) < self.limit and self.next < self._end():
             k = self.next
             self.next += 1
             self.open(
@@ -1756,6 +1764,7 @@ class _Foreach(_Control):
                 input=self.items[k],
                 iteration=k,
             )
+        end = self._end()
         if not self.active and self.next >= end:
             if self.failed:
                 self.body_failed(self.failed)
@@ -1906,6 +1915,27 @@ class _Loop(_Control):
             self.done(self.last)
         else:
             self._next()
+
+
+def _broken_frames(plan: Plan, prior: Mapping[str, NodeResult]) -> frozenset[str]:
+    """The frame prefixes (``outer[0]/loop[2]/``) that a ``<break>`` recorded in ``prior``
+    stopped: the snapshot records a break as its node's result, output True when it fired,
+    at a path that runs through the iteration it stopped."""
+    broken: set[str] = set()
+    for path, result in prior.items():
+        if result.output is not True:
+            continue
+        segments = path.split("/")
+        pn = plan.nodes.get(segments[-1])
+        if pn is None or pn.break_target is None:
+            continue
+        mark = pn.break_target + "["
+        for depth in range(len(segments) - 2, -1, -1):
+            segment = segments[depth]
+            if segment.startswith(mark) and segment.endswith("]"):
+                broken.add("/".join(segments[: depth + 1]) + "/")
+                break
+    return frozenset(broken)
 
 
 def _merge(node: ParallelNode, names: list[str], outputs: list[Any]) -> Any:

@@ -1256,6 +1256,35 @@ def test_a_break_that_fired_before_a_crash_still_stops_its_loop_after_resume() -
     assert sorted(started(sim)) == ["each[0]/x", "lp[0]/y"]
 
 
+def test_a_break_inside_a_finished_if_or_branch_still_stops_its_loop_after_resume() -> None:
+    """The break's own node never runs again when the if/branch around it succeeded
+    before the crash: the iteration it stopped is stopped again when it reopens."""
+    body = """
+    <loop id="lp" max="2">
+      <branch id="pick">
+        <case when="true"><break id="enough" when="iteration >= 0"/></case>
+        <case when="true"><transform id="other" type="template" template="no"/></case>
+      </branch>
+      <transform id="y" type="template" template="{{ iteration }}"/>
+    </loop>
+    <foreach id="each" collection="[1, 2, 3]" concurrency="1">
+      <if id="check" condition="item >= 2">
+        <then><break id="stop" when="true"/></then>
+      </if>
+      <transform id="x" type="template" template="{{ item }}"/>
+    </foreach>
+    """
+    whole, uninterrupted = run(body, cap=1)
+    assert (uninterrupted.outputs["lp"], uninterrupted.outputs["each"]) == (0, [1, 2])
+    for crash_after in range(_outcomes(whole) + 1):
+        _, crashed = run(body, cap=1, crash_after=crash_after)
+        sim, resumed = run(body, cap=1, prior=crashed.nodes)
+        assert resumed.outputs == uninterrupted.outputs, crash_after
+        assert "lp[1]/y" not in resumed.nodes, crash_after
+        assert "each[2]/x" not in resumed.nodes, crash_after
+        check_invariants(sim)
+
+
 def test_resume_after_a_failure_reruns_the_failed_and_skipped_nodes_only() -> None:
     _, failed = run(KEEP_GOING, keep_going=True)
     fixed = flow(KEEP_GOING.replace('fails="1"', 'fails="0"'))

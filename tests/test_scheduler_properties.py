@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -435,6 +435,26 @@ def test_any_run_ends_and_keeps_every_invariant(
 # --- resume -----------------------------------------------------------------------------
 
 
+#: A break taken before a crash inside a branch whose body never runs again (the branch
+#: succeeded before the crash): the resumed loop must still stop after iteration 0.
+BREAK_IN_A_FINISHED_BRANCH = """---
+name: break-in-branch
+---
+<workflow>
+  <loop id="t-0" max="2">
+    <branch id="t-1">
+      <case when="true"><break id="t-2" when="iteration >= 0"/></case>
+      <case when="true"><transform id="t-3" type="wc-probe"/></case>
+    </branch>
+    <transform id="t-4" type="wc-probe"/>
+  </loop>
+</workflow>
+"""
+
+with probe_runtime():
+    _break_in_a_finished_branch = parse_workflow(BREAK_IN_A_FINISHED_BRANCH, "break.flow.md")
+
+
 @settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(
     workflow=st.booleans().flatmap(
@@ -443,21 +463,32 @@ def test_any_run_ends_and_keeps_every_invariant(
     cap=caps,
     mode=modes,
     seed=seeds,
-    data=st.data(),
+    crash_at=st.integers(0, 64),
+    resume_seed=seeds,
+)
+@example(
+    workflow=_break_in_a_finished_branch,
+    cap=1,
+    mode="eager",
+    seed=0,
+    crash_at=0,
+    resume_seed=0,
 )
 def test_resuming_after_a_crash_at_any_point_gives_the_uninterrupted_outputs(
-    workflow: Workflow, cap: int, mode: str, seed: int, data: st.DataObject
+    workflow: Workflow, cap: int, mode: str, seed: int, crash_at: int, resume_seed: int
 ) -> None:
     """No path that succeeded before the crash starts again, and the outputs equal an
-    uninterrupted run's."""
+    uninterrupted run's. The crash comes after ``crash_at`` task outcomes, modulo the
+    uninterrupted run's count plus one, so that every point can be drawn."""
     note(render_flow(workflow))
     whole, uninterrupted = simulate(workflow, cap=cap, mode=mode, seed=seed)
     outcomes = sum(1 for c in whole.trace if type(c).__name__ == "TaskSucceeded")
-    crash_after = data.draw(st.integers(0, outcomes), label="crash_after")
+    crash_after = crash_at % (outcomes + 1)
+    note(f"crash after {crash_after} of {outcomes} outcomes")
     _, crashed = simulate(workflow, cap=cap, mode=mode, seed=seed, crash_after=crash_after)
     done = {path for path, r in crashed.nodes.items() if r.status == "succeeded"}
     resumed_sim, resumed = simulate(
-        workflow, cap=cap, mode=mode, seed=data.draw(seeds, label="seed"), prior=crashed.nodes
+        workflow, cap=cap, mode=mode, seed=resume_seed, prior=crashed.nodes
     )
     assert resumed.status == "completed"
     again = done & set(starts_per_path(resumed_sim))
