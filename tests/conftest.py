@@ -6,13 +6,14 @@ import faulthandler
 import threading
 from collections.abc import Iterator
 
-import profiles  # noqa: F401 - registers and loads the hypothesis profile first
+import profiles  # registers and loads the hypothesis profile before any test module
 import pytest
 from pykka import ActorRegistry
 
 #: Seconds a single test may take before the whole run is aborted with every
-#: thread's stack on stderr: a hang fails CI at once instead of stalling it.
-HANG_TIMEOUT = 180
+#: thread's stack on stderr: a hang fails CI at once instead of stalling it. The
+#: explore profile runs each property many times longer, and gets as much more.
+HANG_TIMEOUT = 180 * profiles.SCALE
 
 
 @pytest.fixture(autouse=True)
