@@ -28,7 +28,6 @@ deterministic: ties are broken by declaration order, never by id.
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
