@@ -60,13 +60,14 @@ def execute_task(
         scope = start.scope
         config: dict[str, Any] = {}
         expressions: dict[str, Any] = {}
-        for key, value in node.config.items():
-            if key in spec.expressions and isinstance(value, str):
-                expressions[key] = compile_expression(value)
-            elif scope is not None:
-                config[key] = render_value(value, scope)
-            else:
-                config[key] = value
+        if node.config:
+            for key, value in node.config.items():
+                if key in spec.expressions and isinstance(value, str):
+                    expressions[key] = compile_expression(value)
+                elif scope is not None:
+                    config[key] = render_value(value, scope)
+                else:
+                    config[key] = value
         ctx = RuntimeContext(
             input=start.input,
             config=config,
