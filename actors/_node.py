@@ -10,13 +10,12 @@ as transient. Either way exactly one report reaches the scheduler, and the
 actor is unregistered before it is sent.
 
 Cancellation is cooperative: the scheduler sets the attempt's
-``threading.Event``, which the runtime sees through ``ctx.cancelled()`` and
+cancellation :class:`Flag`, which the runtime sees through ``ctx.cancelled()`` and
 ``ctx.sleep()``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from pykka import ActorDeadError, ActorRef
 from wavecrest.core import NodeCrashedError, error_info, execute_task
 from wavecrest.core._events import StartTask, TaskFailed
 
-from ._pool import PooledActor, ThreadPool
+from ._pool import Flag, PooledActor, ThreadPool
 
 __all__ = ["NodeActor", "NodeEnv"]
 
@@ -74,9 +73,7 @@ class _LazyLog:
 class NodeActor(PooledActor):
     """Runs one attempt of a task node and reports its outcome to the run's scheduler."""
 
-    def __init__(
-        self, pool: ThreadPool, env: NodeEnv, start: StartTask, cancel: threading.Event
-    ) -> None:
+    def __init__(self, pool: ThreadPool, env: NodeEnv, start: StartTask, cancel: Flag) -> None:
         super().__init__(pool)
         self._env = env
         self._task = start
