@@ -42,7 +42,7 @@ from ._prepare import (
     prepare_resume,
     prepare_run,
 )
-from ._semaphore import SemaphoreActor
+from ._semaphore import Permits, SemaphoreActor
 from ._supervisor import Cancel, Decide, RunSupervisor, Services
 from ._timers import TimerService
 
@@ -138,10 +138,16 @@ class Runtime:
         self._subscribers = Subscribers()
         if on_event is not None:
             self._subscribers.add(on_event)
-        self._semaphore = SemaphoreActor.start(self._pool, max_concurrency)
+        self._permits = Permits(max_concurrency)
+        self._semaphore = SemaphoreActor.start(self._pool, self._permits)
         self._dispatcher = EventDispatcher.start(self._pool, self._subscribers)
         self._services = Services(
-            self._pool, self._timers, self._semaphore, self._dispatcher, self._subscribers
+            self._pool,
+            self._timers,
+            self._semaphore,
+            self._permits,
+            self._dispatcher,
+            self._subscribers,
         )
         self._lock = threading.Lock()
         self._runs: dict[str, RunHandle] = {}
@@ -301,7 +307,7 @@ class Runtime:
 
     def statistics(self) -> SemaphoreStatistics:
         """The shared semaphore's state: capacity, free permits, held, queued."""
-        return self._semaphore.proxy().statistics().get(timeout=10)
+        return self._permits.statistics()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -12,11 +12,10 @@ started and tells the supervisor, which releases its permits and fails the run.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka import ActorDeadError, ActorRef
 from wavecrest.core import RunResult, Scheduler
 from wavecrest.core._events import (
     AbandonTask,
@@ -26,6 +25,7 @@ from wavecrest.core._events import (
     Emit,
     Escalate,
     Finished,
+    PermitsGranted,
     ReleasePermits,
     RequestPermits,
     StartTask,
@@ -38,8 +38,8 @@ from wavecrest.core._events import (
 )
 
 from ._node import NodeActor, NodeEnv
-from ._pool import PooledActor, ThreadPool
-from ._semaphore import PermitOps
+from ._pool import Flag, PooledActor, ThreadPool, unregister
+from ._semaphore import PermitOps, Permits
 from ._timers import TimerHandle, TimerService
 from ._writer import EventFeed
 
@@ -82,8 +82,10 @@ class SchedulerActor(PooledActor):
         supervisor: ActorRef[Any],
         publish: Callable[[list[Emit]], None] | None,
         feed: EventFeed | None = None,
+        permits: Permits | None = None,
     ) -> None:
         super().__init__(pool)
+        self._shared = permits
         self.core = core
         self._env = env
         self._semaphore = semaphore
@@ -92,7 +94,7 @@ class SchedulerActor(PooledActor):
         self._publish = publish
         self._feed = feed
         # token -> (cancel event, node actor ref) for attempts in flight
-        self._nodes: dict[int, tuple[threading.Event, ActorRef[Any]]] = {}
+        self._nodes: dict[int, tuple[Flag, ActorRef[Any]]] = {}
         self._timer_handles: dict[int, TimerHandle] = {}
         self.abandoned: list[ActorRef[Any]] = []
         # Permit operations not yet told to the semaphore: release, request, withdraw.
@@ -157,7 +159,7 @@ class SchedulerActor(PooledActor):
                     entry[0].set()
                     # It ignored cancellation: stop counting it as a live actor. Its
                     # thread stays busy until the runtime returns; its report is dropped.
-                    ActorRegistry.unregister(entry[1])
+                    unregister(entry[1])
                     self.abandoned.append(entry[1])
             elif kind is Escalate:
                 self._supervisor.tell(command)
@@ -174,7 +176,7 @@ class SchedulerActor(PooledActor):
         for start in starts:
             # Started after the step's events are published, so node.started is
             # in the log before anything the attempt logs.
-            cancel = threading.Event()
+            cancel = Flag()
             ref = NodeActor.start(self._pool, self._env, start, cancel)
             self._nodes[start.token] = (cancel, ref)
         if finished:
@@ -184,14 +186,32 @@ class SchedulerActor(PooledActor):
             self._supervisor.tell(RunEnded(self.core.result()))
 
     def _flush_permits(self) -> None:
+        """Hand the step's permit operations to the semaphore.
+
+        With the Runtime's shared :class:`Permits` this is a direct exchange under
+        its lock: a grant to this run is handled at once (which may free or ask
+        for more), a grant to another run is told to it. Without, the operations
+        go to the SemaphoreActor as one message.
+        """
         permits = self._permits
-        if permits[0] or permits[1] or permits[2]:
+        shared = self._shared
+        me = self.actor_ref
+        while permits[0] or permits[1] or permits[2]:
             release, request, withdraw = permits
             permits[0] = permits[1] = permits[2] = 0
-            try:
-                self._semaphore.tell(PermitOps(self.actor_ref, release, request, withdraw))
-            except ActorDeadError:
-                pass  # the Runtime is closing; nothing waits for permits any more
+            if shared is None:
+                try:
+                    self._semaphore.tell(PermitOps(me, release, request, withdraw))
+                except ActorDeadError:
+                    pass  # the Runtime is closing; nothing waits for permits any more
+                return
+            mine = shared.deliver(shared.exchange(me, release, request, withdraw), mine=me)
+            if not mine:
+                continue
+            if self.actor_stopped.is_set():
+                permits[0] += mine  # granted while stopping (from on_exit): give them back
+            else:
+                self._apply(self.core.handle(PermitsGranted(mine)))
 
     def on_exit(self, crash: BaseException | None) -> None:
         self._flush_permits()

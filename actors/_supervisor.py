@@ -48,7 +48,7 @@ from ._node import NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._prepare import PreparedRun
 from ._scheduler import DecideCheckpoint, RunEnded, SchedulerActor, SchedulerCrashed
-from ._semaphore import ReleaseAll
+from ._semaphore import Permits, ReleaseAll
 from ._timers import TimerService
 from ._writer import EventFeed, Finalize, Flush, SnapshotWriter
 
@@ -63,6 +63,7 @@ class Services(NamedTuple):
     pool: ThreadPool
     timers: TimerService
     semaphore: ActorRef[Any]
+    permits: Permits
     dispatcher: ActorRef[Any]
     subscribers: Subscribers
 
@@ -163,6 +164,7 @@ class RunSupervisor(PooledActor):
             supervisor=self.actor_ref,
             publish=self._publisher(),
             feed=self._feed,
+            permits=services.permits,
         )
 
     def _header(self) -> RunRecord:
