@@ -164,9 +164,10 @@ class PooledActor(pykka.Actor):
     """A pykka actor whose loop runs on a :class:`ThreadPool` thread, with an exit hook.
 
     Node actors are started by the ten thousand, so the per-actor costs are
-    trimmed: the URN is a counter rather than a fresh UUID, and starting and
-    stopping skip pykka's debug messages (registration still goes through
-    :class:`pykka.ActorRegistry`).
+    trimmed: the URN is a counter rather than a fresh UUID, ``actor_stopped`` is
+    a :class:`Flag`, and starting and stopping skip pykka's debug messages
+    (registration still goes into :class:`pykka.ActorRegistry`, through its list
+    and lock).
     """
 
     def __init__(self, pool: ThreadPool) -> None:

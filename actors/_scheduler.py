@@ -24,10 +24,13 @@ from wavecrest.core._events import (
     CheckpointDecided,
     Emit,
     Escalate,
+    FailNode,
     Finished,
     PermitsGranted,
     ReleasePermits,
     RequestPermits,
+    RetryNode,
+    RunFallback,
     StartTask,
     StartTimer,
     TaskCancelled,
@@ -46,6 +49,18 @@ from ._writer import EventFeed
 __all__ = ["DecideCheckpoint", "RunEnded", "SchedulerActor", "SchedulerCrashed"]
 
 _OUTCOMES = (TaskSucceeded, TaskFailed, TaskCancelled)
+_INPUTS = frozenset(
+    {
+        TaskSucceeded,
+        TaskFailed,
+        TaskCancelled,
+        PermitsGranted,
+        TimerFired,
+        RetryNode,
+        RunFallback,
+        FailNode,
+    }
+)
 
 
 class DecideCheckpoint(NamedTuple):
@@ -104,6 +119,12 @@ class SchedulerActor(PooledActor):
         self._env.scheduler = self.actor_ref
         self._apply(self.core.start())
         self._flush_permits()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # The core's inputs skip pykka's checks for its own messages (stop, proxy calls).
+        if type(message) in _INPUTS:
+            return self.on_receive(message)
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
