@@ -819,6 +819,41 @@ def test_a_body_node_inherits_the_remaining_path_of_its_control_node() -> None:
     assert started(sim) == ["lp[0]/t", "a", "c1", "a2", "c2"]
 
 
+def test_node_started_says_how_long_the_attempt_queued_for_its_permit() -> None:
+    """``queued`` runs from when the attempt became ready to when it got a permit: at
+    concurrency 1 each ready node waits for the ones before it, a retry's wait starts
+    after its delay, and a fallback queues from when its primary failed."""
+    sim, result = run(
+        """
+        <transform id="a" type="slow" seconds="0"/>
+        <transform id="b" type="flaky" fails="1">
+          <on-error><retry max="1" backoff="fixed" base="500ms"/></on-error>
+        </transform>
+        <transform id="c" type="slow" seconds="0"/>
+        <transform id="d" type="flaky" fails="9">
+          <on-error><fallback node="e"/></on-error>
+        </transform>
+        <transform id="e" type="template" template="spare"/>
+        """,
+        cap=1,
+        durations={"a": 3.0, "b": 1.0, "c": 2.0, "d": 0.0, "e": 0.0},
+    )
+    assert result.status == "completed"
+    queued = [
+        (e.path, e.attempt, e.fallback, e.queued) for e in sim.events if isinstance(e, NodeStarted)
+    ]
+    # a 0-3, b#1 3-4, c 4-6; b's retry is ready at 4.5 and goes before d (declared later):
+    # b#2 6-7, d 7-7, and d's fallback e is ready and started at 7.
+    assert queued == [
+        ("a", 1, None, 0.0),
+        ("b", 1, None, pytest.approx(3.0)),
+        ("c", 1, None, pytest.approx(4.0)),
+        ("b", 2, None, pytest.approx(1.5)),
+        ("d", 1, None, pytest.approx(7.0)),
+        ("d", 1, "e", 0.0),
+    ]
+
+
 # --- retries ----------------------------------------------------------------------------
 
 
