@@ -1026,12 +1026,19 @@ class Scheduler:
         self._timer_of.pop(path, None)
         self._fallback_for.pop(path, None)
         self._primary.pop(path, None)
+        # A delay or checkpoint cut short keeps when it began waiting; a node waiting
+        # to retry, when its last attempt began.
+        since = self._waiting_since.pop(path, None)
+        if pending is not None:
+            since = (pending.started, pending.started_at)
         result = NodeResult(
             pn.node.id,
             "cancelled",
             error=pending.error if pending is not None else None,
             attempts=pending.attempt if pending is not None else frame.attempts[index],
+            started_at=since[1] if since is not None else None,
             finished_at=self.clock.time(),
+            duration=self.clock.monotonic() - since[0] if since is not None else None,
             reason=reason,
         )
         self._settle(frame, index, CANCELLED, result)

@@ -670,6 +670,31 @@ def test_delay_passes_its_input_on_after_its_duration() -> None:
     assert b_started.at - result.started_at == pytest.approx(2.5)
 
 
+def test_a_delay_or_retry_wait_cut_short_keeps_when_it_began() -> None:
+    """A stop cancels what waits on a timer; the result says since when it waited."""
+    _, result = run(
+        """
+        <transform id="a" type="template" template="{{ 5 }}"/>
+        <delay id="d" input="a" duration="30s"/>
+        <transform id="f" type="flaky" fails="9">
+          <on-error><retry max="3" backoff="fixed" base="20s"/></on-error>
+        </transform>
+        """,
+        durations={"a": 0.5, "f": 1.0},
+        timeout=5.0,
+    )
+    assert result.status == "cancelled"
+    assert result.started_at is not None
+    delay, flaky = result.nodes["d"], result.nodes["f"]
+    assert (delay.status, flaky.status) == ("cancelled", "cancelled")
+    assert delay.started_at is not None
+    assert flaky.started_at is not None
+    assert delay.started_at - result.started_at == pytest.approx(0.5)
+    assert delay.duration == pytest.approx(4.5)
+    assert flaky.started_at == result.started_at  # its one attempt began at once
+    assert flaky.duration == pytest.approx(5.0)
+
+
 CHECKPOINT = """
 <transform id="a" type="template" template="{{ 5 }}"/>
 <checkpoint id="ok" input="a" prompt="ship {{ a.output }}?" ATTRS>
