@@ -161,6 +161,7 @@ def _assets() -> tuple[jinja2.Template, str, str]:
     env.filters["when"] = _when
     env.filters["took"] = _took
     env.filters["count"] = lambda n: f"{n:,}"
+    env.filters["plural"] = lambda n, word: f"{n:,} {word}" + ("" if n == 1 else "s")
     template = env.from_string(folder.joinpath("report.html.j2").read_text(encoding="utf-8"))
     style = folder.joinpath("report.css").read_text(encoding="utf-8")
     script = folder.joinpath("report.js").read_text(encoding="utf-8")

@@ -486,7 +486,8 @@ def render_dot(view: GraphView, name: str = "workflow") -> str:
         " pad=0.1];",
         '  node [shape=box, style="rounded,filled", fontname="Helvetica,Arial,sans-serif",'
         ' fontsize=10, margin="0.10,0.04", height=0.4, penwidth=1.2];',
-        '  edge [color="#868e96", arrowsize=0.6];',
+        '  edge [color="#868e96", arrowsize=0.6, fontname="Helvetica,Arial,sans-serif",'
+        ' fontcolor="#868e96"];',
     ]
     entry: dict[str, tuple[str, str | None]] = {}  # item key -> (dot node, cluster or None)
     exit_: dict[str, tuple[str, str | None]] = {}

@@ -122,17 +122,25 @@
     return slash < 0 ? path : path.slice(slash + 1);
   }
 
-  function hasTrouble(i) {
+  // How much a node's story matters: 4 failed, 3 retried or fell back, 2 cancelled,
+  // 1 had a fault injected, 0 nothing happened to it.
+  function trouble(i) {
     var row = rows[i];
-    if (row[2] === "failed" || row[2] === "cancelled") { return true; }
     var info = perRow[i];
-    if (info.marks.some(function (m) { return m[2] === "fault"; })) { return true; }
-    return info.attempts.some(function (a) { return a[5] !== 0 || a[6] !== null; });
+    if (row[2] === "failed") { return 4; }
+    if (info.attempts.some(function (a) { return a[5] === 1 || a[5] === 2 || a[6] !== null; })) { return 3; }
+    if (row[2] === "cancelled") { return 2; }
+    if (info.marks.some(function (m) { return m[2] === "fault"; })) { return 1; }
+    return 0;
   }
+
+  function hasTrouble(i) { return trouble(i) > 0; }
 
   // --- the timeline ---------------------------------------------------------------------
 
-  var ROW_H = 18, HEAD_H = 30, LABEL_W = 240, PAD = 12, GAP = 34;
+  // A few rows are drawn taller than many.
+  var ROW_H = DATA.rows.length <= 40 ? 24 : 18, HEAD_H = 30, LABEL_W = 240, PAD = 12, GAP = 34;
+  var BAR = ROW_H >= 24 ? 7 : 5;  // half the height of a running bar
   var canvas = $("tl-canvas");
   var scroller = $("tl-scroller");
   var spacer = $("tl-spacer");
@@ -275,10 +283,11 @@
     if (!info.attempts.length && row[3] !== null && row[4] !== null) {
       // A control node (or a delay, a checkpoint): the span it was open.
       var x0 = xOf(row[3]), x1 = Math.max(xOf(row[4], segmentAt(row[3])), x0 + 1);
-      ctx.fillStyle = row[2] === "failed" ? COLORS.failed : COLORS.control;
+      ctx.fillStyle = row[2] === "failed" ? COLORS.failed
+        : row[2] === "cancelled" ? COLORS.cancelled : COLORS.control;
       ctx.fillRect(x0, mid - 2, x1 - x0, 4);
-      ctx.fillRect(x0, mid - 5, 1.5, 10);
-      ctx.fillRect(x1 - 1.5, mid - 5, 1.5, 10);
+      ctx.fillRect(x0, mid - BAR, 1.5, 2 * BAR);
+      ctx.fillRect(x1 - 1.5, mid - BAR, 1.5, 2 * BAR);
     }
     info.attempts.forEach(function (a) {
       var seg = a[12];
@@ -286,14 +295,14 @@
       var end = xOf(a[4] === null ? segmentEnd(a) : a[4], seg);
       if (start - ready >= 0.5) {
         ctx.fillStyle = COLORS.queued;
-        ctx.fillRect(ready, mid - 2.5, start - ready, 5);
+        ctx.fillRect(ready, mid - BAR / 2, start - ready, BAR);
       }
       ctx.fillStyle = attemptColor(a);
-      ctx.fillRect(start, mid - 5, Math.max(3, end - start), 10);
+      ctx.fillRect(start, mid - BAR, Math.max(4, end - start), 2 * BAR);
       if (critical[i]) {
         ctx.strokeStyle = COLORS.critical;
         ctx.lineWidth = 1.5;
-        ctx.strokeRect(start - 0.5, mid - 5.5, Math.max(2.5, end - start + 1), 11);
+        ctx.strokeRect(start - 0.5, mid - BAR - 0.5, Math.max(4, end - start) + 1, 2 * BAR + 1);
       }
       if (a[10]) {
         ctx.fillStyle = "#fff";
@@ -319,7 +328,8 @@
         ctx.strokeStyle = "#fff";
         ctx.lineWidth = 1;
         ctx.beginPath();
-        ctx.moveTo(x, mid - 9); ctx.lineTo(x + 3.5, mid - 5); ctx.lineTo(x, mid - 1); ctx.lineTo(x - 3.5, mid - 5);
+        var peak = mid - BAR;
+        ctx.moveTo(x, peak - 4.5); ctx.lineTo(x + 4, peak); ctx.lineTo(x, peak + 4.5); ctx.lineTo(x - 4, peak);
         ctx.closePath();
         ctx.fill();
         ctx.stroke();
@@ -327,7 +337,7 @@
         var seg = segmentAt(m[1]);
         var stop = row[4] !== null && row[4] >= m[1] ? row[4] : segments[seg][1];
         ctx.fillStyle = COLORS.checkpoint;
-        ctx.fillRect(x, mid - 5, Math.max(2, xOf(stop, seg) - x), 10);
+        ctx.fillRect(x, mid - BAR, Math.max(2, xOf(stop, seg) - x), 2 * BAR);
       } else {
         ctx.strokeStyle = m[2] === "failed" ? COLORS.failed : COLORS.muted;
         ctx.lineWidth = 1.5;
@@ -692,10 +702,12 @@
   filterRows();
   renderTable();
   fitTimeline();
-  // Open on the first node that failed, else the first that had trouble.
-  var first = -1;
-  for (var k = 0; k < rows.length && first < 0; k++) { if (rows[k][2] === "failed") { first = k; } }
-  for (var j = 0; j < rows.length && first < 0; j++) { if (hasTrouble(j)) { first = j; } }
+  // Open on the first node with the most to tell (see trouble).
+  var first = -1, worst = 0;
+  for (var k = 0; k < rows.length; k++) {
+    var score = trouble(k);
+    if (score > worst) { worst = score; first = k; }
+  }
   if (first >= 0) { selectRow(first, true); }
   $("tl-caption").textContent = timed.length.toLocaleString() + " nodes ran, in " +
     DATA.attempts.length.toLocaleString() + " attempts over " + segments.length + " segment" +
