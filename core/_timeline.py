@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -301,11 +302,12 @@ class _Reader:
         opened: _Open | None
         if name == "node.started":
             path, attempt = _str(entry["node"]), _int(entry["attempt"])
+            queued = _num(entry.get("queued", 0.0))
             self.saw(at)
             previous = self.open.pop(path, None)
             if previous is not None:
                 self.attempts.append(previous.close(at, "interrupted"))
-            opened = _Open(path, attempt, self.segment, at, _num(entry.get("queued", 0.0)))
+            opened = _Open(path, attempt, self.segment, at, queued)
             fallback = entry.get("fallback")
             opened.fallback = fallback if isinstance(fallback, str) else None
             self.open[path] = opened
@@ -321,11 +323,12 @@ class _Reader:
                 self.attempts.append(opened.close(at, "succeeded"))
         elif name == "node.retrying":
             path = _str(entry["node"])
+            fallback = entry.get("fallback")
+            delay = None if fallback else _num(entry.get("delay", 0.0))
             self.saw(at)
             error, message = _opt_str(entry.get("error")), _opt_str(entry.get("message"))
             opened = self.open.pop(path, None)
             if opened is not None:
-                fallback = entry.get("fallback")
                 self.attempts.append(
                     opened.close(
                         at,
@@ -333,7 +336,7 @@ class _Reader:
                         error=error,
                         message=message,
                         timed_out=error in _TIMEOUT_ERRORS,
-                        retry_delay=None if fallback else _num(entry.get("delay", 0.0)),
+                        retry_delay=delay,
                     )
                 )
         elif name == "node.failed":
@@ -424,7 +427,10 @@ def _int(value: Any) -> int:
 def _num(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"expected a finite number >= 0, got {value!r}")
+    return number
 
 
 def read_timeline(lines: Iterable[str]) -> Timeline:

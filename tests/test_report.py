@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from reportruns import SCRIPT, SECRET, runs
+from wavecrest.actors import resume_workflow
 from wavecrest.actors._cli import main
 from wavecrest.actors._report import render_plan_report, write_report
 from wavecrest.core import load_workflow, parse_workflow, plan
@@ -223,11 +224,41 @@ def test_a_killed_run_shows_its_open_segment_and_what_was_running(
     html = report(killed, tmp_path)
     data = data_of(html)
     assert data["segments"][0][4] is False  # no run.finished
-    assert "no end in the log (killed?)" not in html  # one segment: no segment table
+    assert '<tr class="segment-row">' not in html  # one segment: no segment table
     statuses = {path: row[2] for path, row in rows_by_path(data).items()}
     assert (statuses["save"], statuses["summary"]) == ("running", "pending")
     assert attempts_of(data, "save")[-1][5] == OUTCOME_CODES["interrupted"]
     assert "1 line(s) of the log could not be read" in html
+
+
+def test_a_run_resumed_after_a_kill_shows_both_segments(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    record = read_snapshot(made["completed"])
+    lines = made["completed"].with_suffix(".jsonl").read_text().splitlines()
+    cut = next(
+        i for i, line in enumerate(lines) if '"node": "save", "attempt": 2, "queued"' in line
+    )
+    killed = tmp_path / "state" / "etl" / f"{record.run_id}.msgpack"
+    killed.parent.mkdir(parents=True)
+    killed.with_suffix(".jsonl").write_text("\n".join(lines[: cut + 1]) + "\n")
+    kept = {p: r for p, r in record.results.items() if p not in ("save", "summary")}
+    crashed = dataclasses.replace(record, status="running", finished_at=None, results=kept)
+    write_atomic(killed, encode_record(crashed))
+    assert resume_workflow(killed).status == "completed"
+    html = report(killed, tmp_path)
+    data = data_of(html)
+    (first, second) = data["segments"]
+    assert (first[2], first[4]) == (None, False)
+    assert (second[2], second[3], second[4]) == ("completed", True, True)
+    assert html.count('<tr class="segment-row">') == 2
+    assert '<span class="badge st-cancelled">no end in the log: killed, or still running' in html
+    save = attempts_of(data, "save")
+    assert [(a[5], a[12]) for a in save] == [
+        (OUTCOME_CODES["retried"], 0),
+        (OUTCOME_CODES["interrupted"], 0),
+        (OUTCOME_CODES["succeeded"], 1),
+    ]
 
 
 # --- the graph ------------------------------------------------------------------------

@@ -7,13 +7,16 @@ the reader is tested against the format the runtime really writes.
 from __future__ import annotations
 
 import json
+import math
 import textwrap
+import time
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from profiles import examples
 from wavecrest.actors._logging import EventLines
+from wavecrest.actors._report import render_run_report
 from wavecrest.core import (
     CheckpointWaiting,
     ErrorInfo,
@@ -32,6 +35,8 @@ from wavecrest.core import (
     parse_workflow,
     plan,
 )
+from wavecrest.core._report import run_model
+from wavecrest.core._snapshot import RunRecord
 from wavecrest.core._timeline import critical_path, parse_timestamp, read_timeline
 
 T0 = 1_795_000_000.0
@@ -361,3 +366,93 @@ def test_the_critical_path_of_a_loop_runs_through_every_iteration() -> None:
 def test_nothing_ran_means_no_critical_path() -> None:
     assert critical_path(planned(node("a")), {}) == []
     assert critical_path(planned(node("a")), {"elsewhere": (0.0, 1.0)}) == []
+
+
+# --- any log, however damaged ---------------------------------------------------------
+
+EVENTS = [
+    "run.started",
+    "run.finished",
+    "node.started",
+    "node.succeeded",
+    "node.retrying",
+    "node.failed",
+    "node.cancelled",
+    "node.skipped",
+    "fault.injected",
+    "checkpoint.waiting",
+    "something.else",
+]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.sampled_from(["a", "b", "e[0]/c", "</script>"]),
+)
+FIELDS = ("node", "attempt", "queued", "delay", "fallback", "reused", "resumed", "seed")
+FIELDS += ("status", "reason", "error", "message", "fault", "prompt")
+
+
+def stamp(at: float) -> str:
+    second = int(at)
+    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{head}.{int((at - second) * 1_000_000):06d}Z"
+
+
+ENTRIES = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(EVENTS),
+        "timestamp": st.one_of(
+            st.floats(min_value=T0, max_value=T0 + 100).map(stamp), st.text(max_size=3)
+        ),
+    },
+    optional=dict.fromkeys(FIELDS, VALUES),
+)
+LOGS = st.lists(st.one_of(ENTRIES.map(json.dumps), st.text(max_size=12)), max_size=30)
+
+
+@settings(max_examples=examples(150))
+@given(LOGS)
+@example(['{"event": "node.started", "node": "a", "attempt": 1, "queued": NaN, "timestamp": "x"}'])
+@example(
+    [
+        json.dumps({"event": "node.started", "node": "a", "attempt": 1, "timestamp": stamp(T0)}),
+        '{"event": "node.retrying", "node": "a", "delay": Infinity, '
+        f'"timestamp": "{stamp(T0 + 1)}"}}',
+    ]
+)
+def test_any_log_however_damaged_gives_a_timeline_the_report_can_draw(log: list[str]) -> None:
+    timeline = read_timeline(log)
+    assert timeline.unreadable <= len(log)
+    for attempt in timeline.attempts:
+        assert math.isfinite(attempt.ready_at)
+        assert attempt.ready_at <= attempt.started_at
+        assert attempt.finished_at is None or math.isfinite(attempt.finished_at)
+        assert attempt.retry_delay is None or math.isfinite(attempt.retry_delay)
+    for segment in timeline.segments:
+        assert segment.started_at <= segment.end
+    record = RunRecord(
+        run_id=RUN,
+        workflow="w",
+        version=None,
+        digest="",
+        source="",
+        workflow_path=None,
+        status="running",
+        reason=None,
+        seed=0,
+        created_at=T0,
+        updated_at=T0,
+        started_at=None,
+        finished_at=None,
+        config={},
+        secret_names=(),
+        options={},
+        decisions={},
+        results={},
+        errors=(),
+    )
+    json.dumps(run_model(record, timeline, None).data(), allow_nan=False)
+    assert render_run_report(record, timeline, None).count("</script>") == 2  # the page's own

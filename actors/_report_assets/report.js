@@ -420,7 +420,7 @@
       ctx.fillStyle = COLORS.muted;
       var name = k === 0 ? (s[3] ? "resume" : "run") : "resume " + k;
       if (k > 0) { name += " · +" + took(s[0] - segments[0][0]); }
-      if (s[2] === null) { name += " · no end (killed?)"; } else { name += " · " + s[2]; }
+      if (s[2] === null) { name += " · no end in the log: killed, or still running"; } else { name += " · " + s[2]; }
       ctx.fillText(name, x0 + 2, 8);
       for (var t = 0; t <= s[1] - s[0] + 1e-9; t += step) {
         var x = xOf(s[0] + t, k);
