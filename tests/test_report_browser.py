@@ -25,7 +25,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from wavecrest.actors import run_workflow
 from wavecrest.actors._report import render_plan_report, write_report
-from wavecrest.core import load_workflow, parse_workflow, plan
+from wavecrest.core import (
+    load_workflow,
+    parse_workflow,
+    plan,
+    register_runtime,
+    unregister_runtime,
+)
 from wavecrest.core._graphview import MAX_BOXES
 from wavecrest.core._snapshot import read_snapshot
 
@@ -198,6 +204,38 @@ def test_clicking_a_node_in_the_graph_shows_its_attempts(
     assert selected.text == "save"
     assert "selected" in (browser.find_element(By.ID, "n-save").get_attribute("class") or "")
     assert errors(browser) == []
+
+
+def test_a_fallback_in_the_graph_shows_the_node_it_stood_in_for(
+    browser: WebDriver, made: dict[str, Path], tmp_path: Path
+) -> None:
+    page = write_report(made["completed"], tmp_path / "report.html")
+    assert load(browser, page) == []
+    browser.find_element(By.ID, "n-save-local").click()
+    assert browser.find_element(By.CSS_SELECTOR, "#detail h3").text == "save"
+    assert errors(browser) == []
+
+
+def test_a_run_whose_workflow_no_longer_plans_loads_without_a_graph(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    flow = tmp_path / "custom.flow.md"
+    flow.write_text(
+        "---\nname: custom\n---\n<workflow>\n"
+        '  <transform id="shout" type="shout" input="hello"/>\n'
+        '  <transform id="hello" type="template" template="hi"/>\n</workflow>\n'
+    )
+    register_runtime("transform:shout", lambda ctx: str(ctx.input).upper())
+    try:
+        result = run_workflow(flow, state_dir=tmp_path / "state")
+    finally:
+        unregister_runtime("transform:shout")
+    assert result.snapshot_path is not None
+    page = write_report(result.snapshot_path, tmp_path / "report.html")
+    assert load(browser, page) == []
+    assert browser.find_elements(By.ID, "graph") == []
+    assert "unknown node type 'transform:shout'" in browser.find_element(By.CLASS_NAME, "note").text
+    assert browser.find_element(By.ID, "page-info").text == "1\u20132 of 2"
 
 
 def test_a_plan_page_loads_cleanly_and_shows_every_node(browser: WebDriver, tmp_path: Path) -> None:

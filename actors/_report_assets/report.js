@@ -686,6 +686,11 @@
   }
 
   function selectNode(nodeId) {
+    // A fallback has no row of its own: show the first node it stood in for.
+    for (var f = 0; f < rows.length; f++) {
+      var info = details[String(f)];
+      if (info && info.fallback === nodeId) { nodeId = nodeOf(rows[f][0]); break; }
+    }
     for (var i = 0; i < rows.length; i++) {
       if (nodeOf(rows[i][0]) === nodeId) {
         search.value = rows[i][0] === nodeId ? nodeId : "/" + nodeId;
