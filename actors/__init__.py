@@ -7,11 +7,12 @@ HTML report (graph, timeline, errors) from its snapshot and log.
 """
 
 from ._pool import PooledActor, ThreadPool
-from ._report import write_report
+from ._report import ReportError, write_report
 from ._runtime import RunHandle, Runtime, resume_workflow, run_workflow
 
 __all__ = [
     "PooledActor",
+    "ReportError",
     "RunHandle",
     "Runtime",
     "ThreadPool",

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from reportruns import SCRIPT, SECRET, runs
-from wavecrest.actors import resume_workflow
+from wavecrest.actors import ReportError, resume_workflow
 from wavecrest.actors._cli import main
 from wavecrest.actors._report import render_plan_report, write_report
 from wavecrest.core import load_workflow, parse_workflow, plan
@@ -361,6 +361,16 @@ def test_report_refuses_bad_input_in_one_line(
     assert err.count("\n") == 1
     assert message in err
     assert made["completed"].read_bytes() == before  # the saved state is only read
+
+
+def test_write_report_raises_report_error_for_a_file_it_cannot_write(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ReportError, match=r"cannot write the report to '.*': it is a directory"):
+        write_report(made["completed"], tmp_path)
+    with pytest.raises(ReportError, match=r"cannot write the report to '.*/no/r.html': "):
+        write_report(made["completed"], tmp_path / "no" / "r.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file left
 
 
 def test_plan_format_html_prints_exactly_the_page(
