@@ -20,6 +20,7 @@ import pytest
 from reportruns import SCRIPT, big_flow, runs
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -203,6 +204,28 @@ def test_clicking_a_node_in_the_graph_shows_its_attempts(
     selected = browser.find_element(By.CSS_SELECTOR, "#nodes-table tr.selected td")
     assert selected.text == "save"
     assert "selected" in (browser.find_element(By.ID, "n-save").get_attribute("class") or "")
+    assert errors(browser) == []
+
+
+def test_hovering_the_timeline_describes_the_row_and_clicking_selects_it(
+    browser: WebDriver, made: dict[str, Path], tmp_path: Path
+) -> None:
+    page = write_report(made["completed"], tmp_path / "report.html")
+    assert load(browser, page) == []
+    scroller = browser.find_element(By.ID, "tl-scroller")
+    size = scroller.size
+    # The label of the first row: 30 px of time axis, then rows of 24 px.
+    dx, dy = 60 - size["width"] // 2, 30 + 12 - size["height"] // 2
+    ActionChains(browser).move_to_element_with_offset(scroller, dx, dy).perform()
+    tip = browser.find_element(By.ID, "tl-tip")
+    assert tip.is_displayed()
+    assert tip.text.splitlines()[0] == "users · source:file · succeeded"
+    assert tip.text.splitlines()[1].startswith("1 attempt, ran ")
+    ActionChains(browser).move_to_element_with_offset(scroller, dx, dy).click().perform()
+    assert browser.find_element(By.CSS_SELECTOR, "#detail h3").text == "users"
+    ActionChains(browser).move_to_element_with_offset(scroller, 0, 0).perform()
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "graph")).perform()
+    assert not browser.find_element(By.ID, "tl-tip").is_displayed()
     assert errors(browser) == []
 
 

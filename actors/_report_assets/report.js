@@ -485,7 +485,10 @@
     var text = row[0] + " · " + (row[1] || "node") + " · " + row[2];
     if (found.attempt) { text += "\n" + describeAttempt(found.attempt); }
     else if (found.mark) { text += "\nfault injected: " + found.mark[3]; }
-    else if (row[3] !== null && row[4] !== null) { text += "\nopen for " + took(row[4] - row[3]); }
+    else if (perRow[found.row].attempts.length) {
+      var count = perRow[found.row].attempts.length;
+      text += "\n" + count + (count === 1 ? " attempt" : " attempts") + ", ran " + took(row[6]);
+    } else if (row[3] !== null && row[4] !== null) { text += "\nopen for " + took(row[4] - row[3]); }
     tip.textContent = text;
     tip.hidden = false;
     var left = Math.min(found.x + 14, box.clientWidth - tip.offsetWidth - 4);
