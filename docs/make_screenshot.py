@@ -45,6 +45,7 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--disable-crash-reporter",
     "--hide-scrollbars",
     "--force-device-scale-factor=1",
 )

@@ -99,7 +99,7 @@ def test_a_report_shows_the_retries_the_fallback_and_the_faults(
     for attempt in data["attempts"]:
         assert attempt[2] <= attempt[3] <= attempt[4]
     (names,) = attempts_of(data, "names")
-    assert names[4] - names[3] >= 0.06
+    assert names[4] - names[3] >= 0.05  # the 60ms delay, give or take the clock
 
 
 def test_a_report_shows_every_error_with_its_traceback_and_the_timeouts(

@@ -50,6 +50,7 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--disable-crash-reporter",
     "--window-size=1400,1000",
 )
 #: The longest a page may take to be ready (a bound against hangs, not a measurement).
