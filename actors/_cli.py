@@ -76,8 +76,11 @@ def _parser() -> argparse.ArgumentParser:
 
     plan_cmd = commands.add_parser("plan", help="show the waves and critical path of a workflow")
     plan_cmd.add_argument("file", metavar="FILE")
-    plan_cmd.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    plan_cmd.add_argument("--format", choices=("text", "json", "dot", "html"), default="text")
     plan_cmd.add_argument("--mode", choices=("eager", "waves"), default=None)
+    plan_cmd.add_argument(
+        "-o", "--output", metavar="FILE", help="with --format html: write the page to FILE"
+    )
 
     run = commands.add_parser("run", help="run a workflow")
     run.add_argument("file", metavar="FILE")
@@ -117,6 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list runs, grouped by workflow, newest first")
     runs.add_argument("--state-dir", metavar="DIR")
     runs.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    report = commands.add_parser(
+        "report", help="write a run's HTML report: graph, timeline, nodes and errors"
+    )
+    report.add_argument("run", metavar="RUN", help="a run id or a snapshot path")
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="the file to write (default: RUN_ID.html)"
+    )
+    report.add_argument("--state-dir", metavar="DIR")
     return parser
 
 
@@ -165,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command is None:
             raise _ArgumentError(
-                "a command is required: validate, plan, run, resume, inspect or runs"
+                "a command is required: validate, plan, run, resume, inspect, runs or report"
             )
         handler = _COMMANDS[args.command]
         return handler(args, console)
@@ -209,8 +221,12 @@ def _validate(args: argparse.Namespace, console: Any) -> int:
 
 
 def _plan(args: argparse.Namespace, console: Any) -> int:
+    if args.output is not None and args.format != "html":
+        raise _ArgumentError("-o/--output needs --format html")
     workflow = load_workflow(args.file)
     planned = plan(workflow)
+    if args.format == "html":
+        return _plan_html(planned, args.output)
     mode = args.mode or workflow.runtime.mode or "eager"
     if args.format == "json":
         print(planned.render_json())
@@ -218,6 +234,18 @@ def _plan(args: argparse.Namespace, console: Any) -> int:
         sys.stdout.write(planned.render_dot())
     else:
         print(planned.render_text(mode), file=sys.stderr)
+    return EXIT_OK
+
+
+def _plan_html(planned: Plan, output: str | None) -> int:
+    from ._report import render_plan_report, write_text
+
+    page = render_plan_report(planned)
+    if output is None:
+        sys.stdout.write(page)
+    else:
+        write_text(Path(output), page)
+        print(output)
     return EXIT_OK
 
 
@@ -461,6 +489,13 @@ def _runs(args: argparse.Namespace, console: Any) -> int:
     return EXIT_INPUT if unreadable else EXIT_OK
 
 
+def _report_run(args: argparse.Namespace, console: Any) -> int:
+    from ._report import write_report
+
+    print(write_report(args.run, args.output, state_dir=args.state_dir))
+    return EXIT_OK
+
+
 _COMMANDS = {
     "validate": _validate,
     "plan": _plan,
@@ -468,4 +503,5 @@ _COMMANDS = {
     "resume": _resume,
     "inspect": _inspect,
     "runs": _runs,
+    "report": _report_run,
 }

@@ -118,11 +118,12 @@ class EventLines:
         # '{"run_id": "...", "workflow": "...", ' for the lines built from templates.
         head = (json.dumps(bound, default=repr)[:-1] + ", " if bound else "{").replace("%", "%%")
         #: The two lines every node writes, as %-formats of (JSON-quoted path,
-        #: attempt, [duration as JSON,] timestamp prefix, microseconds): see
-        #: :meth:`started` and :meth:`succeeded`.
+        #: attempt, queued or duration as JSON, timestamp prefix, microseconds):
+        #: see :meth:`started` and :meth:`succeeded`. ``queued`` is a float rounded
+        #: to the microsecond, whose repr is its JSON.
         self.started_format = (
-            head + '"node": %s, "attempt": %d, "event": "node.started", "level": "info", '
-            '"timestamp": "%s.%06dZ"}'
+            head + '"node": %s, "attempt": %d, "queued": %r, "event": "node.started", '
+            '"level": "info", "timestamp": "%s.%06dZ"}'
         )
         self.succeeded_format = (
             head + '"node": %s, "attempt": %d, "duration": %s, "event": "node.succeeded", '
@@ -140,11 +141,12 @@ class EventLines:
         second = int(at)
         return f"{self.prefix(second)}.{int((at - second) * 1_000_000):06d}Z"
 
-    def started(self, path: str, attempt: int, at: float) -> str:
+    def started(self, path: str, attempt: int, at: float, queued: float) -> str:
         """The ``node.started`` line of a node's (non-fallback) attempt."""
         second = int(at)
         micro = int((at - second) * 1_000_000)
-        return self.started_format % (quote(path), attempt, self.prefix(second), micro)
+        shown = round(queued, 6)
+        return self.started_format % (quote(path), attempt, shown, self.prefix(second), micro)
 
     def succeeded(self, path: str, attempt: int, at: float, duration: float | None) -> str:
         """The ``node.succeeded`` line of a node that ran (not one reused on resume)."""
@@ -158,7 +160,7 @@ class EventLines:
         # The two lines every node writes, from templates; the rest via json.dumps.
         kind = type(event)
         if kind is NodeStarted and event.fallback is None:
-            return self.started(event.path, event.attempt, event.at)
+            return self.started(event.path, event.attempt, event.at, event.queued)
         if kind is NodeSucceeded and not event.reused:
             return self.succeeded(
                 event.path,
@@ -203,7 +205,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
     if isinstance(event, RunStarted):
         fields = {"workflow": event.workflow, "seed": event.seed, "resumed": event.resumed}
     elif isinstance(event, NodeStarted):
-        fields = {"node": event.path, "attempt": event.attempt}
+        fields = {"node": event.path, "attempt": event.attempt, "queued": round(event.queued, 6)}
         if event.fallback:
             fields["fallback"] = event.fallback
     elif isinstance(event, NodeRetrying):

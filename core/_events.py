@@ -19,8 +19,9 @@ A persisted run also keeps a *journal*: the same history for the snapshot
 writer and the run log, flat. Every node start and success, by far the most
 of any run, is a marker followed by its fields, with nothing built for it:
 
-* ``STARTED, path, attempt, at, fallback`` (``fallback``: the fallback node's
-  id when the attempt is one, else None);
+* ``STARTED, path, attempt, at, fallback, queued`` (``fallback``: the fallback
+  node's id when the attempt is one, else None; ``queued``: the seconds it
+  waited for a permit, see :class:`NodeStarted`);
 * ``SUCCEEDED, path, attempt, at, result, encoded, reused`` (``encoded``: the
   output's snapshot encoding when the attempt made it, else None);
 
@@ -169,13 +170,19 @@ class RunStarted(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStarted(RunEvent):
-    """An attempt of a task node started (``fallback`` names the fallback node when it is one)."""
+    """An attempt of a task node started (``fallback`` names the fallback node when it is one).
+
+    ``queued`` is how long the attempt waited for its concurrency permit: the
+    seconds from when it became ready (its dependencies done, its retry delay
+    over, or its primary failed for a fallback) to ``at``.
+    """
 
     name: ClassVar[str] = "node.started"
     path: str
     node: str
     attempt: int
     fallback: str | None = None
+    queued: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -590,7 +597,7 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
     while i < n:
         item = journal[i]
         if item is JOURNAL_STARTED:
-            path, attempt, at, fallback = journal[i + 1 : i + 5]
+            path, attempt, at, fallback, queued = journal[i + 1 : i + 6]
             yield NodeStarted(
                 run_id=run_id,
                 at=at,
@@ -598,8 +605,9 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
                 node=_node_of(path),
                 attempt=attempt,
                 fallback=fallback,
+                queued=queued,
             )
-            i += 5
+            i += 6
         elif item is JOURNAL_SUCCEEDED:
             path, attempt, at, result, _encoded, reused = journal[i + 1 : i + 7]
             yield NodeSucceeded(

@@ -329,7 +329,9 @@ class Scheduler:
 
         self._out: list[Command] = []
         self._work: deque[tuple[_Frame, int]] = deque()
-        self._ready: list[tuple[int, int, int, int, _Frame]] = []
+        # Ready task nodes: (priority, frame seq, index, push seq, frame, monotonic time
+        # made ready). The push seq is unique, so the frame and time are never compared.
+        self._ready: list[tuple[int, int, int, int, _Frame, float]] = []
         self._push_seq = count()
         self._frame_seq = count()
         self._tokens = count(1)
@@ -531,7 +533,14 @@ class Scheduler:
             self._nready += 1
             heapq.heappush(
                 self._ready,
-                (-(pn.rank + frame.base), frame.seq, index, next(self._push_seq), frame),
+                (
+                    -(pn.rank + frame.base),
+                    frame.seq,
+                    index,
+                    next(self._push_seq),
+                    frame,
+                    self.clock.monotonic(),
+                ),
             )
         elif isinstance(node, DelayNode):
             self._begin_wait(frame, index)
@@ -571,16 +580,18 @@ class Scheduler:
             self.held -= surplus
             self._out.append(ReleasePermits(surplus))
 
-    def _pop_ready(self) -> tuple[_Frame, int] | None:
+    def _pop_ready(self) -> tuple[_Frame, int, float] | None:
         ready = self._ready
         while ready:
-            *_, index, _, frame = heapq.heappop(ready)
+            *_, index, _, frame, since = heapq.heappop(ready)
             if frame.state[index] == READY and not frame.defunct:
                 self._nready -= 1
-                return frame, index
+                return frame, index, since
         return None
 
-    def _start_attempt(self, frame: _Frame, index: int) -> None:
+    def _start_attempt(self, frame: _Frame, index: int, ready_since: float) -> None:
+        """Start the next attempt of a ready node; ``ready_since`` is when it became ready
+        (monotonic), so the attempt knows how long it queued for its permit."""
         pn = frame.nodes[index]
         path = frame.prefix + pn.node.id
         primary_error = self._fallback_for.pop(path, None) if self._fallback_for else None
@@ -623,11 +634,12 @@ class Scheduler:
                         node=pn.node.id,
                         attempt=attempt,
                         fallback=fallback,
+                        queued=now - ready_since,
                     )
                 )
             )
         if self.journal is not None:
-            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback)
+            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback, now - ready_since)
         self._out.append(
             StartTask(
                 token,
@@ -863,7 +875,15 @@ class Scheduler:
         self._nready += 1
         pn = frame.nodes[index]
         heapq.heappush(
-            self._ready, (-(pn.rank + frame.base), frame.seq, index, next(self._push_seq), frame)
+            self._ready,
+            (
+                -(pn.rank + frame.base),
+                frame.seq,
+                index,
+                next(self._push_seq),
+                frame,
+                self.clock.monotonic(),
+            ),
         )
 
     def _fail_node(self, pending: _Pending, decision: FailNode | None) -> None:
@@ -978,7 +998,7 @@ class Scheduler:
                 att.cancel = "stopping"
                 self._out.append(CancelTask(att.token, "stopping"))
         while self._ready:
-            *_, index, _, frame = heapq.heappop(self._ready)
+            _, _, index, _, frame, _ = heapq.heappop(self._ready)
             if frame.state[index] == READY:
                 frame.state[index] = PENDING
         self._nready = 0
@@ -1006,12 +1026,19 @@ class Scheduler:
         self._timer_of.pop(path, None)
         self._fallback_for.pop(path, None)
         self._primary.pop(path, None)
+        # A delay or checkpoint cut short keeps when it began waiting; a node waiting
+        # to retry, when its last attempt began.
+        since = self._waiting_since.pop(path, None)
+        if pending is not None:
+            since = (pending.started, pending.started_at)
         result = NodeResult(
             pn.node.id,
             "cancelled",
             error=pending.error if pending is not None else None,
             attempts=pending.attempt if pending is not None else frame.attempts[index],
+            started_at=since[1] if since is not None else None,
             finished_at=self.clock.time(),
+            duration=self.clock.monotonic() - since[0] if since is not None else None,
             reason=reason,
         )
         self._settle(frame, index, CANCELLED, result)

@@ -247,16 +247,18 @@ def test_the_run_log_tells_what_the_events_tell(tmp_path: Path, state: Path, gat
         }
 
 
-@pytest.mark.parametrize("duration", [0.25, None, 1e-07])
+@pytest.mark.parametrize(("duration", "queued"), [(0.25, 0.0), (None, 2.0000004), (1e-07, 3e-05)])
 @pytest.mark.parametrize("path", ["load", 'odd "é" \\ path', "loop[3]/step"])
-def test_the_templated_lines_are_what_json_dumps_gives(path: str, duration: float | None) -> None:
+def test_the_templated_lines_are_what_json_dumps_gives(
+    path: str, duration: float | None, queued: float
+) -> None:
     # node.started and node.succeeded lines are built from %-templates for speed;
     # they must be byte for byte the generic rendering.
     lines = EventLines(run_id="20261122T000000Z-%d", workflow='w "1"')
     result = NodeResult(path, "succeeded", duration=duration)
     at = 1_795_000_000.5
     for event in (
-        NodeStarted(run_id="r", at=at, path=path, node=path, attempt=2),
+        NodeStarted(run_id="r", at=at, path=path, node=path, attempt=2, queued=queued),
         NodeSucceeded(run_id="r", at=at, path=path, node=path, attempt=2, result=result),
     ):
         fields = {"run_id": "20261122T000000Z-%d", "workflow": 'w "1"', **event_fields(event)}

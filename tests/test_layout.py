@@ -104,8 +104,8 @@ def test_public_surface_of_core() -> None:
 
 
 def test_public_surface_of_actors() -> None:
-    """run_workflow, resume_workflow and Runtime are exported by wavecrest.actors."""
-    for name in ("run_workflow", "resume_workflow", "Runtime", "RunHandle"):
+    """run_workflow, resume_workflow, Runtime and write_report are exported by wavecrest.actors."""
+    for name in ("run_workflow", "resume_workflow", "Runtime", "RunHandle", "write_report"):
         assert name in wavecrest.actors.__all__
     for name in wavecrest.actors.__all__:
         assert hasattr(wavecrest.actors, name), name

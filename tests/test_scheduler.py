@@ -670,6 +670,31 @@ def test_delay_passes_its_input_on_after_its_duration() -> None:
     assert b_started.at - result.started_at == pytest.approx(2.5)
 
 
+def test_a_delay_or_retry_wait_cut_short_keeps_when_it_began() -> None:
+    """A stop cancels what waits on a timer; the result says since when it waited."""
+    _, result = run(
+        """
+        <transform id="a" type="template" template="{{ 5 }}"/>
+        <delay id="d" input="a" duration="30s"/>
+        <transform id="f" type="flaky" fails="9">
+          <on-error><retry max="3" backoff="fixed" base="20s"/></on-error>
+        </transform>
+        """,
+        durations={"a": 0.5, "f": 1.0},
+        timeout=5.0,
+    )
+    assert result.status == "cancelled"
+    assert result.started_at is not None
+    delay, flaky = result.nodes["d"], result.nodes["f"]
+    assert (delay.status, flaky.status) == ("cancelled", "cancelled")
+    assert delay.started_at is not None
+    assert flaky.started_at is not None
+    assert delay.started_at - result.started_at == pytest.approx(0.5)
+    assert delay.duration == pytest.approx(4.5)
+    assert flaky.started_at == result.started_at  # its one attempt began at once
+    assert flaky.duration == pytest.approx(5.0)
+
+
 CHECKPOINT = """
 <transform id="a" type="template" template="{{ 5 }}"/>
 <checkpoint id="ok" input="a" prompt="ship {{ a.output }}?" ATTRS>
@@ -817,6 +842,41 @@ def test_a_body_node_inherits_the_remaining_path_of_its_control_node() -> None:
         cap=1,
     )
     assert started(sim) == ["lp[0]/t", "a", "c1", "a2", "c2"]
+
+
+def test_node_started_says_how_long_the_attempt_queued_for_its_permit() -> None:
+    """``queued`` runs from when the attempt became ready to when it got a permit: at
+    concurrency 1 each ready node waits for the ones before it, a retry's wait starts
+    after its delay, and a fallback queues from when its primary failed."""
+    sim, result = run(
+        """
+        <transform id="a" type="slow" seconds="0"/>
+        <transform id="b" type="flaky" fails="1">
+          <on-error><retry max="1" backoff="fixed" base="500ms"/></on-error>
+        </transform>
+        <transform id="c" type="slow" seconds="0"/>
+        <transform id="d" type="flaky" fails="9">
+          <on-error><fallback node="e"/></on-error>
+        </transform>
+        <transform id="e" type="template" template="spare"/>
+        """,
+        cap=1,
+        durations={"a": 3.0, "b": 1.0, "c": 2.0, "d": 0.0, "e": 0.0},
+    )
+    assert result.status == "completed"
+    queued = [
+        (e.path, e.attempt, e.fallback, e.queued) for e in sim.events if isinstance(e, NodeStarted)
+    ]
+    # a 0-3, b#1 3-4, c 4-6; b's retry is ready at 4.5 and goes before d (declared later):
+    # b#2 6-7, d 7-7, and d's fallback e is ready and started at 7.
+    assert queued == [
+        ("a", 1, None, 0.0),
+        ("b", 1, None, pytest.approx(3.0)),
+        ("c", 1, None, pytest.approx(4.0)),
+        ("b", 2, None, pytest.approx(1.5)),
+        ("d", 1, None, pytest.approx(7.0)),
+        ("d", 1, "e", 0.0),
+    ]
 
 
 # --- retries ----------------------------------------------------------------------------
