@@ -44,7 +44,7 @@ from ._events import (
     RunFinished,
     RunStarted,
 )
-from ._execute import ExecutorCrash, execute_task
+from ._execute import ExecutorCrash, TaskCall, execute_task, prepare_task
 from ._faults import Fault, FaultPlan, FaultRule, load_faults
 from ._graph import Plan, plan
 from ._model import Workflow
@@ -111,6 +111,7 @@ __all__ = [
     "Supervisor",
     "SupervisorPolicy",
     "SystemClock",
+    "TaskCall",
     "TransientError",
     "WavecrestError",
     "Workflow",
@@ -125,6 +126,7 @@ __all__ = [
     "parse_duration",
     "parse_workflow",
     "plan",
+    "prepare_task",
     "register_runtime",
     "runtime_keys",
     "unregister_runtime",
