@@ -136,8 +136,13 @@ _builtins_loaded = False
 
 def _load_builtins() -> None:
     # Built-ins register on import; importing lazily keeps httpx off the
-    # import path of code that only parses and plans.
+    # import path of code that only parses and plans. The flag is set once the
+    # import is complete: a second thread arriving meanwhile imports too, and
+    # Python's import lock makes it wait until the built-ins are registered.
+    # (The import's own lookups, on the importing thread, see the package
+    # half-initialised and go on.)
     global _builtins_loaded
     if not _builtins_loaded:
-        _builtins_loaded = True
         from . import _runtimes  # noqa: F401
+
+        _builtins_loaded = True
