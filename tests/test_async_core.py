@@ -298,3 +298,39 @@ def test_a_simulated_async_runtime_waiting_on_io_hangs_until_its_timeout(
     assert result.status == "completed"
     assert result.outputs == {"s": "second time lucky"}
     assert result.nodes["s"].attempts == 2
+
+
+RACE = """
+import threading
+from wavecrest.core import WorkflowError, parse_workflow
+
+TEXT = "---\\nname: r\\n---\\n<workflow><transform id='a' type='template' template='1'/></workflow>"
+barrier = threading.Barrier(8)
+failures = []
+
+def parse():
+    barrier.wait()
+    try:
+        parse_workflow(TEXT)
+    except WorkflowError as exc:
+        failures.append(str(exc))
+
+threads = [threading.Thread(target=parse) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(failures), failures[:1])
+"""
+
+
+def test_threads_that_look_up_runtimes_first_all_find_the_built_ins() -> None:
+    """In a fresh interpreter, eight threads parse at once: each sees the built-in runtimes
+    (they are registered before the registry says they are loaded)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", RACE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "0 []\n"
