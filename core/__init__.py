@@ -3,6 +3,7 @@
 Nothing here starts a thread or sleeps; time and randomness are injected.
 """
 
+from ._builder import Body, BranchBlock, IfBlock, ParallelBlock, Retry, WorkflowBuilder
 from ._clock import Clock, FakeClock, SystemClock
 from ._context import CancelSignal, NeverCancelled, RuntimeContext
 from ._duration import format_duration, parse_duration
@@ -58,6 +59,8 @@ from ._sim import Simulation, SimulationStalled
 from ._supervisor import Supervisor, SupervisorPolicy
 
 __all__ = [
+    "Body",
+    "BranchBlock",
     "CancelSignal",
     "CheckpointRejectedError",
     "CheckpointWaiting",
@@ -76,6 +79,7 @@ __all__ = [
     "FaultRule",
     "FifoSemaphore",
     "HttpError",
+    "IfBlock",
     "NeverCancelled",
     "NodeCancelled",
     "NodeCancelledError",
@@ -89,9 +93,11 @@ __all__ = [
     "NodeSucceeded",
     "NodeTimeoutError",
     "OutputEncodingError",
+    "ParallelBlock",
     "PermanentError",
     "Plan",
     "ResumeError",
+    "Retry",
     "RetryPolicy",
     "RunEvent",
     "RunFinished",
@@ -115,6 +121,7 @@ __all__ = [
     "TransientError",
     "WavecrestError",
     "Workflow",
+    "WorkflowBuilder",
     "WorkflowError",
     "error_info",
     "execute_task",
