@@ -324,6 +324,7 @@ print(len(failures), failures[:1])
 """
 
 
+@pytest.mark.slow
 def test_threads_that_look_up_runtimes_first_all_find_the_built_ins() -> None:
     """In a fresh interpreter, eight threads parse at once: each sees the built-in runtimes
     (they are registered before the registry says they are loaded)."""

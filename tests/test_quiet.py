@@ -70,6 +70,7 @@ HOST = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_an_embedded_run_with_retries_and_failures_prints_nothing(tmp_path: Path) -> None:
     """Nothing on stderr, nothing on stdout but the host's own line."""
     script = tmp_path / "host.py"
@@ -133,6 +134,7 @@ STRUCTLOG_HOST = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_host_that_configured_structlog_gets_the_events_through_it(tmp_path: Path) -> None:
     script = tmp_path / "host.py"
     script.write_text(STRUCTLOG_HOST)
