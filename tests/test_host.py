@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / "examples" / "host.py"
+SERVICE = ROOT / "examples" / "service.py"
 
 #: Misuses of the API that mypy must catch: they prove it sees wavecrest's types and
 #: does not take them for Any.
@@ -69,12 +70,13 @@ def _mypy(tmp_path: Path, *files: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_the_example_host_passes_mypy_strict_and_misuse_does_not(tmp_path: Path) -> None:
+def test_the_examples_pass_mypy_strict_and_misuse_does_not(tmp_path: Path) -> None:
+    """examples/host.py and examples/service.py type-check; four misuses of the API do not."""
     misuse = tmp_path / "misuse.py"
     misuse.write_text(MISUSE)
-    done = _mypy(tmp_path, HOST, misuse)
+    done = _mypy(tmp_path, HOST, SERVICE, misuse)
     errors = [line for line in done.stdout.splitlines() if re.match(r".+:\d+: error:", line)]
-    assert not [line for line in errors if "host.py" in line], done.stdout
+    assert all(line.startswith("misuse.py:") for line in errors), done.stdout
     found = {(int(line.split(":")[1]), line.split("error: ")[1]) for line in errors}
     lines = MISUSE.splitlines()
 
