@@ -35,11 +35,11 @@ from wavecrest.core import (
     TaskCall,
     error_info,
     execute_task,
-    get_runtime,
     prepare_task,
 )
 from wavecrest.core._events import StartTask, TaskCancelled, TaskFailed
 from wavecrest.core._execute import Outcome
+from wavecrest.core._registry import is_async_runtime
 
 from ._aio import AsyncExecutor
 from ._pool import PooledActor, ThreadPool
@@ -51,9 +51,7 @@ class AttemptCancel(threading.Event):
     """An attempt's cancel signal: a ``threading.Event`` that also runs a hook once set
     (which cancels an async attempt's task)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._hook: Callable[[], None] | None = None
+    _hook: Callable[[], None] | None = None  # set by on_set; None costs plain attempts nothing
 
     def set(self) -> None:
         super().set()
@@ -133,7 +131,7 @@ class NodeActor(PooledActor):
 
     def on_start(self) -> None:
         env, task = self._env, self._task
-        if env.aio is not None and _is_async(task):
+        if env.aio is not None and is_async_runtime(task.node.runtime_key):
             self._start_async(env.aio)
             return
         self._outcome = execute_task(
@@ -164,9 +162,9 @@ class NodeActor(PooledActor):
             self._outcome = call
             self._stop()
             return
+        self._detach()  # before the coroutine starts: its end may come at once
         attempt = aio.start(call.run_async, self._async_done)
         self._cancel.on_set(attempt.cancel)
-        self._detach()
 
     def _async_done(self, outcome: Outcome | None, crash: BaseException | None) -> None:
         # On the event loop's thread: hand the outcome to the actor's own loop.
@@ -200,10 +198,3 @@ class NodeActor(PooledActor):
                 scheduler.tell(outcome)
             except ActorDeadError:
                 pass  # the run is over; nobody waits for this attempt any more
-
-
-def _is_async(task: StartTask) -> bool:
-    try:
-        return get_runtime(task.node.runtime_key).is_async
-    except KeyError:
-        return False  # execute_task reports the unknown runtime

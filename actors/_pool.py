@@ -119,10 +119,12 @@ class PooledActor(pykka.Actor):
         self._actor_ref = pykka.ActorRef(self)
         self._pool = pool
         self._crash: BaseException | None = None
-        # Detaching: _detached is set by on_start; _parked once its thread is given
-        # back; _woken when _reattach came before that. Guarded by _park_lock.
-        self._park_lock = threading.Lock()
-        self._detached = self._parked = self._woken = False
+
+    # Detaching (class defaults, so actors that never detach pay nothing): _detached is
+    # set by on_start, _parked once its thread is given back, _woken when _reattach came
+    # before that. Guarded by _park_lock, which _detach creates.
+    _detached = _parked = _woken = False
+    _park_lock: threading.Lock
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:  # type: ignore[override]
@@ -183,8 +185,10 @@ class PooledActor(pykka.Actor):
         self.on_exit(self._crash)
 
     def _detach(self) -> None:
-        """From ``on_start``: once it returns, give the thread back instead of reading the
-        inbox; the actor lives on until :meth:`_reattach` resumes its loop."""
+        """From ``on_start``, before whatever will call :meth:`_reattach` is set going: once
+        ``on_start`` returns, give the thread back instead of reading the inbox; the actor
+        lives on until :meth:`_reattach` resumes its loop."""
+        self._park_lock = threading.Lock()
         self._detached = True
 
     def _park(self) -> bool:

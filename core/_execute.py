@@ -48,6 +48,11 @@ RunCoroutine = Callable[[Coroutine[Any, Any, Outcome]], Outcome]
 #: How often the private loop of :func:`execute_task` looks at the cancel signal.
 CANCEL_POLL = 0.01
 
+_RETURNED_COROUTINE = (
+    "the runtime for {!r} returned a coroutine but is not an 'async def' function; "
+    "register the coroutine function itself"
+)
+
 
 class ExecutorCrash(BaseException):
     """Raised by a ``crash`` fault: the executor must die without reporting a result."""
@@ -120,10 +125,7 @@ class TaskCall:
         output = self.spec.func(self.ctx)
         if isinstance(output, types.CoroutineType):
             output.close()
-            raise TypeError(
-                f"the runtime for {self.spec.key!r} returned a coroutine but is not an "
-                "'async def' function; register the coroutine function itself"
-            )
+            raise TypeError(_RETURNED_COROUTINE.format(self.spec.key))
         return output
 
     def _succeeded(self, output: Any) -> TaskSucceeded:
@@ -154,6 +156,53 @@ def prepare_task(
     the attempt with OutputEncodingError. A ``delay`` or ``hang`` fault waits
     on ``cancel`` here, on the caller's thread.
     """
+    prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log)
+    if isinstance(prepared, tuple):
+        return TaskCall(start, prepared[0], prepared[1], cancel, encode)
+    return prepared
+
+
+def execute_task(
+    start: StartTask,
+    *,
+    cancel: CancelSignal,
+    run_id: str = "",
+    workflow: str = "",
+    base_dir: Path | str = ".",
+    secrets: Mapping[str, str] | None = None,
+    log: Any = None,
+    encode: Callable[[Any], bytes] | None = None,
+    run_coroutine: RunCoroutine | None = None,
+) -> Outcome:
+    """Run one attempt on this thread and report its outcome (see :func:`prepare_task` and
+    :meth:`TaskCall.run`, which ``run_coroutine`` is passed to)."""
+    prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log)
+    if not isinstance(prepared, tuple):
+        return prepared
+    spec, ctx = prepared
+    if spec.is_async:
+        return TaskCall(start, spec, ctx, cancel, encode).run(run_coroutine)
+    # A plain runtime, inline: the path every small node takes.
+    try:
+        output = spec.func(ctx)
+        if isinstance(output, types.CoroutineType):
+            output.close()
+            raise TypeError(_RETURNED_COROUTINE.format(spec.key))
+        encoded = encode(output) if encode is not None else None
+        return TaskSucceeded(start.token, output, encoded)
+    except Exception as exc:  # noqa: BLE001 - a runtime's failure is reported, never raised
+        return _outcome_of(exc, start, cancel)
+
+
+def _prepare(
+    start: StartTask,
+    cancel: CancelSignal,
+    run_id: str,
+    workflow: str,
+    base_dir: Path | str,
+    secrets: Mapping[str, str] | None,
+    log: Any,
+) -> tuple[RuntimeSpec, RuntimeContext] | Outcome:
     node = start.node
     try:
         fault = start.fault
@@ -187,36 +236,7 @@ def prepare_task(
         )
     except Exception as exc:  # noqa: BLE001 - reported as the attempt's outcome, never raised
         return _outcome_of(exc, start, cancel)
-    return TaskCall(start, spec, ctx, cancel, encode)
-
-
-def execute_task(
-    start: StartTask,
-    *,
-    cancel: CancelSignal,
-    run_id: str = "",
-    workflow: str = "",
-    base_dir: Path | str = ".",
-    secrets: Mapping[str, str] | None = None,
-    log: Any = None,
-    encode: Callable[[Any], bytes] | None = None,
-    run_coroutine: RunCoroutine | None = None,
-) -> Outcome:
-    """Run one attempt on this thread and report its outcome (see :func:`prepare_task` and
-    :meth:`TaskCall.run`, which ``run_coroutine`` is passed to)."""
-    call = prepare_task(
-        start,
-        cancel=cancel,
-        run_id=run_id,
-        workflow=workflow,
-        base_dir=base_dir,
-        secrets=secrets,
-        log=log,
-        encode=encode,
-    )
-    if isinstance(call, TaskCall):
-        return call.run(run_coroutine)
-    return call
+    return spec, ctx
 
 
 def _outcome_of(exc: Exception, start: StartTask, cancel: CancelSignal) -> Outcome:

@@ -125,6 +125,13 @@ def get_runtime(key: str) -> RuntimeSpec:
     return _REGISTRY[key]
 
 
+def is_async_runtime(key: str) -> bool:
+    """True if the runtime registered for ``key`` is a coroutine function (False if there is
+    none yet: the built-ins, loaded on first lookup, are all plain)."""
+    spec = _REGISTRY.get(key)
+    return spec is not None and spec.is_async
+
+
 def runtime_keys() -> list[str]:
     """Every registered key, sorted."""
     _load_builtins()
