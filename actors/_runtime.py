@@ -36,6 +36,7 @@ from typing import Any
 
 from pykka import ActorDeadError
 from wavecrest.core import (
+    EventsUnavailableError,
     RunEvent,
     RunResult,
     RuntimeClosedError,
@@ -57,7 +58,7 @@ from ._prepare import (
     prepare_run,
 )
 from ._semaphore import SemaphoreActor
-from ._stream import DEFAULT_EVENT_BUFFER, EventStream, EventsUnavailableError
+from ._stream import DEFAULT_EVENT_BUFFER, EventStream
 from ._supervisor import Cancel, Decide, RunSupervisor, Services
 from ._timers import TimerService
 

@@ -25,15 +25,11 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
-from wavecrest.core import RunEvent, WavecrestError
+from wavecrest.core import EventsUnavailableError, RunEvent
 
-__all__ = ["DEFAULT_EVENT_BUFFER", "EventStream", "EventsUnavailableError"]
+__all__ = ["DEFAULT_EVENT_BUFFER", "EventStream"]
 
 DEFAULT_EVENT_BUFFER = 10_000
-
-
-class EventsUnavailableError(WavecrestError, RuntimeError):
-    """Raised when ``handle.events()`` is asked for events its run does not stream."""
 
 
 class EventStream:

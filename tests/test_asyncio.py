@@ -574,7 +574,7 @@ def test_a_slow_reader_never_blocks_the_run_and_the_oldest_events_are_dropped(
 
 
 def test_events_of_a_run_that_does_not_stream_are_refused_and_so_is_a_second_reader() -> None:
-    from wavecrest.actors._stream import EventsUnavailableError
+    from wavecrest.core import EventsUnavailableError
 
     wf = flow('<transform id="a" type="template" template="1"/>')
 
