@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pykka import ActorDeadError, ActorRef
@@ -110,7 +111,8 @@ class Settle(NamedTuple):
     reply_to: ActorRef[Any] | None
 
 
-class Settled(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Settled:
     """Every event of the run has been delivered."""
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -88,7 +89,8 @@ class Services(NamedTuple):
     aio: AsyncExecutor
 
 
-class _SettleDue(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class _SettleDue:
     """The callback grace is over: hand the result out without waiting any longer."""
 
 
@@ -141,8 +143,8 @@ class RunSupervisor(PooledActor):
         services = self._services
         listens = host_listens(EVENTS)
         if p.on_event is not None or self._stream is not None or services.subscribers or listens:
-            log = HostLogger(EVENTS, {"workflow": p.workflow.name}) if listens else None
-            self._delivery = Delivery(p.on_event, self._stream, log)
+            events_log = HostLogger(EVENTS, {"workflow": p.workflow.name}) if listens else None
+            self._delivery = Delivery(p.on_event, self._stream, events_log)
         redactor = Redactor(p.secrets.values())
         sink = None
         if p.snapshot_path is not None:
