@@ -97,6 +97,8 @@ class AsyncExecutor:
         async def guarded() -> tuple[Outcome | None, BaseException | None]:
             try:
                 return await make(), None
+            except asyncio.CancelledError:
+                raise  # the task ends cancelled: done(None, None)
             except BaseException as exc:  # noqa: BLE001 - a crash is reported, never lost
                 return None, exc
 

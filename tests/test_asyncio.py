@@ -681,3 +681,76 @@ def test_a_slow_callback_delays_the_result_by_its_grace_at_most() -> None:
     assert result.duration is not None
     assert result.duration < CALLBACK_GRACE
     assert waited < CALLBACK_GRACE + 15
+
+
+# --- the parts ------------------------------------------------------------------------------
+
+
+def test_a_runtimes_options_are_checked() -> None:
+    with pytest.raises(TypeError, match="loop must be an asyncio event loop, got 'mine'"):
+        Runtime(loop="mine")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="event_buffer must be an integer >= 1, got 0"):
+        Runtime(event_buffer=0)
+
+
+def detaching_actor(pool: Any, *, early: bool) -> Any:
+    """A pooled actor that detaches in on_start (and reattaches itself there when
+    ``early``); it records what it handles and signals when its thread was given back."""
+    from wavecrest.actors._pool import PooledActor
+
+    class Actor(PooledActor):
+        def __init__(self) -> None:
+            super().__init__(pool)
+            self.seen: list[Any] = []
+            self.parked = threading.Event()
+            self.exited = threading.Event()
+
+        def on_start(self) -> None:
+            self._detach()
+            if early:
+                self._reattach()  # before on_start returned: it goes on on this thread
+
+        def _park(self) -> bool:
+            parked: bool = super()._park()
+            if parked:
+                self.parked.set()
+            return parked
+
+        def on_receive(self, message: Any) -> Any:
+            self.seen.append(message)
+            return len(self.seen)
+
+        def on_exit(self, crash: BaseException | None) -> None:
+            self.exited.set()
+
+    return Actor()
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["reattached-early", "reattached-later"])
+def test_a_detached_actor_keeps_its_messages_until_it_is_reattached(early: bool) -> None:
+    """A detached actor is alive without a thread: messages wait in its inbox and are handled
+    in order once it is reattached, whether that came before on_start returned or after."""
+    from pykka import ActorRegistry
+    from wavecrest.actors import ThreadPool
+
+    pool = ThreadPool("detach")
+    actor = detaching_actor(pool, early=early)
+    ActorRegistry.register(actor.actor_ref)
+    actor._start_actor_loop()
+    ref = actor.actor_ref
+    try:
+        if not early:
+            assert actor.parked.wait(10)
+        ref.tell("first")
+        ref.tell("second")
+        if not early:
+            assert actor.seen == []
+            assert ref.is_alive()
+            actor._reattach()
+        assert ref.ask("third", timeout=10) == 3
+        assert actor.seen == ["first", "second", "third"]
+        assert actor.parked.is_set() == (not early)
+    finally:
+        ref.stop(block=True, timeout=10)
+        pool.close()
+    assert actor.exited.is_set()
