@@ -1,4 +1,5 @@
-"""wavecrest.core: the pure domain — workflow model, parser, expressions, planner and scheduler.
+"""wavecrest.core: the pure domain — workflow model, parser and builder, expressions, planner
+and scheduler.
 
 Nothing here starts a thread or sleeps; time and randomness are injected.
 """

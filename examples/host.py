@@ -29,6 +29,7 @@ from wavecrest.core import (
     TransientError,
     Workflow,
     WorkflowError,
+    load_workflow,
     parse_workflow,
     plan,
     register_runtime,
@@ -78,13 +79,16 @@ def pricing() -> Workflow:
 
 
 def run_and_resume(workflow: Workflow, state_dir: Path) -> list[str]:
-    """``run_workflow`` in memory; then a persisted run that fails, resumed with a fix."""
-    first = run_workflow(workflow, config={"rate": 1.0})
+    """``run_workflow`` in memory, with an injected fault; then a persisted run that fails,
+    resumed with a fix."""
+    faults = {"rules": [{"node": "quoted", "attempts": [1], "raise": "transient"}]}
+    first = run_workflow(workflow, config={"rate": 1.0}, faults=faults, seed=3)
     broken = run_workflow(workflow, config={"divisor": 0}, state_dir=state_dir)
     failure = broken.errors[0]
     fixed = resume_workflow(broken.run_id, state_dir=state_dir, config={"divisor": 1})
+    attempts = first.nodes["quoted"].attempts
     return [
-        f"run: {first.status}, cheapest {first.outputs['cheapest']}",
+        f"run: {first.status}, cheapest {first.outputs['cheapest']}, {attempts} attempts",
         f"persisted: {broken.status} at {failure.node} ({failure.type})",
         f"resumed: {fixed.status}, cheapest {fixed.outputs['cheapest']}",
     ]
@@ -151,6 +155,8 @@ def checks() -> list[str]:
     text = "---\nname: tiny\n---\n<workflow><transform id='t' type='cheapest'/></workflow>\n"
     planned = plan(parse_workflow(text))
     lines.append(f"parsed: {planned.workflow.name}, critical path {list(planned.critical_path)}")
+    etl = load_workflow(Path(__file__).resolve().parent / "etl.flow.md")
+    lines.append(f"loaded: {etl.name} {etl.version}, {len(plan(etl).waves)} waves")
     return lines
 
 

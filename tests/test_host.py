@@ -109,7 +109,7 @@ def test_the_example_host_runs_and_prints_only_its_own_lines(tmp_path: Path) -> 
     assert done.returncode == 0
     lines = done.stdout.splitlines()
     assert lines[:5] == [
-        "run: completed, cheapest TEA-01",
+        "run: completed, cheapest TEA-01, 2 attempts",
         "persisted: failed at quoted (ExpressionError)",
         "resumed: completed, cheapest TEA-01",
         "stream: quoted retried after TransientError",
@@ -119,3 +119,4 @@ def test_the_example_host_runs_and_prints_only_its_own_lines(tmp_path: Path) -> 
     assert "subscriber saw: {'completed': 4}" in lines
     assert "simulated: completed after 2 attempts, the same again: True" in lines
     assert any(line.endswith("dependency cycle: a -> b -> a") for line in lines)
+    assert lines[-1] == "loaded: etl 1.0.0, 5 waves"
