@@ -12,7 +12,6 @@ started and tells the supervisor, which releases its permits and fails the run.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -37,7 +36,7 @@ from wavecrest.core._events import (
     WithdrawPermits,
 )
 
-from ._node import NodeActor, NodeEnv
+from ._node import AttemptCancel, NodeActor, NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._semaphore import PermitOps
 from ._timers import TimerHandle, TimerService
@@ -92,7 +91,7 @@ class SchedulerActor(PooledActor):
         self._publish = publish
         self._feed = feed
         # token -> (cancel event, node actor ref) for attempts in flight
-        self._nodes: dict[int, tuple[threading.Event, ActorRef[Any]]] = {}
+        self._nodes: dict[int, tuple[AttemptCancel, ActorRef[Any]]] = {}
         self._timer_handles: dict[int, TimerHandle] = {}
         self.abandoned: list[ActorRef[Any]] = []
         # Permit operations not yet told to the semaphore: release, request, withdraw.
@@ -174,7 +173,7 @@ class SchedulerActor(PooledActor):
         for start in starts:
             # Started after the step's events are published, so node.started is
             # in the log before anything the attempt logs.
-            cancel = threading.Event()
+            cancel = AttemptCancel()
             ref = NodeActor.start(self._pool, self._env, start, cancel)
             self._nodes[start.token] = (cancel, ref)
         if finished:
