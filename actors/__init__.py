@@ -2,8 +2,10 @@
 
 ``run_workflow`` runs one workflow and returns its result; ``resume_workflow``
 continues one from its snapshot; a ``Runtime`` runs many concurrently under
-one cap and hands out ``RunHandle`` objects. ``write_report`` writes a run's
-HTML report (graph, timeline, errors) from its snapshot and log.
+one cap and hands out ``RunHandle`` objects — awaitable, and streaming their
+run's events, in an asyncio host (``async with Runtime() as rt``).
+``write_report`` writes a run's HTML report (graph, timeline, errors) from
+its snapshot and log.
 """
 
 from ._pool import PooledActor, ThreadPool

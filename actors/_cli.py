@@ -13,17 +13,18 @@ workflow files, ``wavecrest: error: MESSAGE`` otherwise — never as a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-import structlog
 from wavecrest.core import (
     Plan,
     RunResult,
@@ -45,6 +46,7 @@ from ._console import (
     print_summary,
     with_pending,
 )
+from ._logging import EVENTS, LIBRARY, NODES
 from ._prepare import default_state_dir, find_snapshot
 from ._runtime import Runtime
 
@@ -150,23 +152,36 @@ def _positive(text: str) -> int:
     return value
 
 
-def _configure_logging() -> None:
-    # stdout is for machine-readable output only: structured log lines that do not
-    # go to a run's JSON-lines file (callback failures, warnings) go to stderr.
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+@contextlib.contextmanager
+def _diagnostics_on_stderr() -> Iterator[None]:
+    """While the CLI runs, wavecrest's own diagnostics (a failing callback, a snapshot that
+    could not be written) go to stderr; stdout is for machine-readable output only. Run
+    events are the console view's, runtimes' log lines the run log's: their loggers stop
+    propagating meanwhile."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
+    library = logging.getLogger(LIBRARY)
+    quiet = [logging.getLogger(EVENTS), logging.getLogger(NODES)]
+    propagate = [logger.propagate for logger in quiet]
+    library.addHandler(handler)
+    for logger in quiet:
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        for logger, before in zip(quiet, propagate, strict=True):
+            logger.propagate = before
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (the console script exits with it)."""
-    _configure_logging()
+    with _diagnostics_on_stderr():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     console = make_console()
     try:
         args = _parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""Structured logs: structlog events as JSON lines beside the snapshot.
+"""Logs: JSON lines beside the snapshot, and the host's own logging.
 
 Each persisted run appends to ``<state-dir>/<workflow>/<run_id>.jsonl``. The
 run's events (``run.started``, ``node.started``, ``node.retrying``...) are
@@ -8,13 +8,28 @@ run's causal order), bound with ``run_id``, ``node`` and ``attempt``. Lines are
 buffered and flushed whenever the snapshot is written, so the log never lags
 the snapshot. Secret values are masked in every line.
 
-A run that is not persisted logs through ``structlog.get_logger("wavecrest")``,
-so an embedding application's own structlog configuration applies.
+wavecrest is a library: it never configures logging or structlog, adds no
+handler but a ``NullHandler`` to its own ``wavecrest`` logger (so Python's
+last-resort handler never prints its records to stderr), and prints nothing.
+What it logs reaches the host's configuration through a :class:`HostLogger`,
+which decides at each call: when the host has configured structlog
+(``structlog.is_configured()``), through ``structlog.get_logger(name)`` and the
+host's processors; otherwise as a stdlib record of the logger ``name``, whose
+message is ``event key=value ...`` and whose ``wavecrest`` attribute holds the
+event and its fields as a dict. Three loggers:
+
+* ``wavecrest.events``: every run's events, at the levels of
+  :data:`EVENT_LEVELS`, when the host listens (:func:`host_listens`);
+* ``wavecrest.nodes``: what runtimes log through ``ctx.log`` (also into the
+  JSON-lines file of a persisted run);
+* ``wavecrest``: wavecrest's own diagnostics (a failing event callback, a
+  snapshot that could not be written).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -37,15 +52,175 @@ from wavecrest.core._events import (
 )
 
 __all__ = [
+    "EVENTS",
+    "EVENT_LEVELS",
+    "LIBRARY",
+    "NODES",
     "EventLines",
     "ForwardingLogger",
+    "HostLogger",
     "JsonLinesFile",
     "LogLine",
+    "RunLog",
     "event_fields",
+    "host_listens",
+    "library_log",
+    "log_event",
     "open_run_log",
     "quote",
     "run_logger",
 ]
+
+LIBRARY = "wavecrest"
+EVENTS = "wavecrest.events"
+NODES = "wavecrest.nodes"
+
+# The standard library's advice for libraries: records nobody handles go nowhere,
+# instead of to the last-resort handler on stderr.
+logging.getLogger(LIBRARY).addHandler(logging.NullHandler())
+
+#: The level each run event is logged at on ``wavecrest.events`` (``run.finished`` at
+#: INFO when the run completed or paused, WARNING when cancelled, ERROR when failed).
+EVENT_LEVELS: dict[str, int] = {
+    "run.started": logging.INFO,
+    "node.started": logging.DEBUG,
+    "node.succeeded": logging.DEBUG,
+    "node.retrying": logging.WARNING,
+    "node.failed": logging.ERROR,
+    "node.cancelled": logging.INFO,
+    "node.skipped": logging.DEBUG,
+    "checkpoint.waiting": logging.INFO,
+    "fault.injected": logging.WARNING,
+    "run.finished": logging.INFO,
+}
+_FINISHED_LEVELS = {"failed": logging.ERROR, "cancelled": logging.WARNING}
+_METHODS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+class HostLogger:
+    """Logs to the host's structlog configuration if it has one, else to stdlib's ``name``.
+
+    ``bind`` returns a logger with more fields, as structlog's does. A record
+    nobody listens for costs one ``isEnabledFor`` check.
+    """
+
+    __slots__ = ("_bound", "_name", "_stdlib")
+
+    def __init__(self, name: str, bound: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._stdlib = logging.getLogger(name)
+        self._bound: dict[str, Any] = bound or {}
+
+    def bind(self, **fields: Any) -> HostLogger:
+        return HostLogger(self._name, {**self._bound, **fields})
+
+    def log(self, level: int, event: str, /, **fields: Any) -> None:
+        """Log ``event`` with the bound fields and ``fields`` at ``level`` (a stdlib level)."""
+        merged = {**self._bound, **fields}
+        if structlog.is_configured():
+            method = _METHODS.get(level, "info")
+            getattr(structlog.get_logger(self._name), method)(event, **merged)
+            return
+        stdlib = self._stdlib
+        if not stdlib.isEnabledFor(level):
+            return
+        exc_info = merged.pop("exc_info", None)
+        # The message stays on one line: multi-line values (tracebacks) are in the dict only.
+        text = " ".join(
+            [
+                event,
+                *(
+                    f"{key}={_shown(value)}"
+                    for key, value in merged.items()
+                    if not (isinstance(value, str) and "\n" in value)
+                ),
+            ]
+        )
+        stdlib.log(
+            level, "%s", text, exc_info=exc_info, extra={"wavecrest": {"event": event, **merged}}
+        )
+
+    def debug(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.DEBUG, event, **fields)
+
+    def info(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.INFO, event, **fields)
+
+    def warning(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.WARNING, event, **fields)
+
+    def error(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.ERROR, event, **fields)
+
+    def critical(self, event: str, /, **fields: Any) -> None:
+        self.log(logging.CRITICAL, event, **fields)
+
+    def exception(self, event: str, /, **fields: Any) -> None:
+        """An error with the exception being handled (``exc_info``)."""
+        fields.setdefault("exc_info", True)
+        self.log(logging.ERROR, event, **fields)
+
+    msg = info
+    warn = warning
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else None
+    if text is not None and text and not any(c.isspace() or c in "='\"" for c in text):
+        return text
+    return repr(value)
+
+
+def library_log() -> HostLogger:
+    """The logger of wavecrest's own diagnostics, ``wavecrest``."""
+    return HostLogger(LIBRARY)
+
+
+def host_listens(name: str = EVENTS) -> bool:
+    """Whether the host would see records of logger ``name``: it configured structlog, or a
+    handler other than a NullHandler takes ``name``'s ERROR records (levels, ``propagate``
+    and ``logging.disable`` respected). Asked once per run: events nobody hears are never
+    built."""
+    if structlog.is_configured():
+        return True
+    logger: logging.Logger | None = logging.getLogger(name)
+    assert logger is not None
+    if not logger.isEnabledFor(logging.ERROR):
+        return False
+    while logger is not None:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.NullHandler) and handler.level <= logging.ERROR:
+                return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
+
+
+def log_event(log: HostLogger, event: RunEvent) -> None:
+    """Log one run event on ``log`` (``wavecrest.events`` bound with the workflow)."""
+    name = event.name
+    level = EVENT_LEVELS.get(name, logging.INFO)
+    if isinstance(event, RunFinished):
+        level = _FINISHED_LEVELS.get(event.status, logging.INFO)
+    log.log(level, name, run_id=event.run_id, **event_fields(event))
 
 
 class JsonLinesFile:
@@ -192,11 +367,61 @@ def open_run_log(path: Path, secrets: Iterable[str] = ()) -> JsonLinesFile:
     return JsonLinesFile(path, secrets)
 
 
-def run_logger(sink: ForwardingLogger | None, **bound: Any) -> Any:
-    """The structlog logger runtimes use: into the run's log if persisted, else structlog's."""
-    if sink is None:
-        return structlog.get_logger("wavecrest").bind(**bound)
-    return structlog.wrap_logger(sink, processors=_PROCESSORS).bind(**bound)
+class RunLog:
+    """``ctx.log``: a structlog-style logger that writes to the host's logging
+    (``wavecrest.nodes``) and, when the run is persisted, into its JSON-lines file."""
+
+    __slots__ = ("_file", "_host")
+
+    def __init__(self, host: HostLogger, file: Any = None) -> None:
+        self._host = host
+        self._file = file
+
+    def bind(self, **fields: Any) -> RunLog:
+        file = self._file.bind(**fields) if self._file is not None else None
+        return RunLog(self._host.bind(**fields), file)
+
+    def _emit(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        if self._file is not None:
+            getattr(self._file, method)(event, **fields)
+        if method == "exception":
+            self._host.exception(event, **fields)
+        else:
+            self._host.log(_LEVELS[method], event, **fields)
+
+    def debug(self, event: str, /, **fields: Any) -> None:
+        self._emit("debug", event, fields)
+
+    def info(self, event: str, /, **fields: Any) -> None:
+        self._emit("info", event, fields)
+
+    def warning(self, event: str, /, **fields: Any) -> None:
+        self._emit("warning", event, fields)
+
+    def error(self, event: str, /, **fields: Any) -> None:
+        self._emit("error", event, fields)
+
+    def critical(self, event: str, /, **fields: Any) -> None:
+        self._emit("critical", event, fields)
+
+    def exception(self, event: str, /, **fields: Any) -> None:
+        self._emit("exception", event, fields)
+
+    def msg(self, event: str, /, **fields: Any) -> None:
+        self._emit("msg", event, fields)
+
+    warn = warning
+
+
+def run_logger(sink: ForwardingLogger | None, **bound: Any) -> RunLog:
+    """The logger runtimes get as ``ctx.log``: the host's logging, and the run's file if
+    it is persisted (through structlog processors of its own, whatever the host set)."""
+    file = None
+    if sink is not None:
+        file = structlog.wrap_logger(
+            sink, processors=_PROCESSORS, wrapper_class=structlog.BoundLogger, context_class=dict
+        ).bind(**bound)
+    return RunLog(HostLogger(NODES, bound), file)
 
 
 def event_fields(event: RunEvent) -> dict[str, Any]:

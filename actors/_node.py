@@ -10,29 +10,69 @@ as transient. Either way exactly one report reaches the scheduler, and the
 actor is unregistered before it is sent.
 
 Cancellation is cooperative: the scheduler sets the attempt's
-cancellation :class:`Flag`, which the runtime sees through ``ctx.cancelled()`` and
-``ctx.sleep()``.
+:class:`AttemptCancel` (a :class:`~wavecrest.actors._pool.Flag`), which the runtime sees
+through ``ctx.cancelled()`` and ``ctx.sleep()``.
+
+An attempt of an ``async def`` runtime is prepared the same way on the pooled
+thread, then its coroutine goes to the Runtime's
+:class:`~wavecrest.actors._aio.AsyncExecutor` and the actor detaches: its
+thread returns to the pool while the coroutine runs. The executor's done
+callback tells the actor the outcome and reattaches it; it stops and reports
+like any attempt. Setting the AttemptCancel also cancels the coroutine's
+task, so the runtime gets ``asyncio.CancelledError`` where it awaits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pykka import ActorDeadError, ActorRef
-from wavecrest.core import NodeCrashedError, error_info, execute_task
-from wavecrest.core._events import StartTask, TaskFailed
+from wavecrest.core import (
+    NodeCrashedError,
+    TaskCall,
+    error_info,
+    execute_task,
+    prepare_task,
+)
+from wavecrest.core._events import StartTask, TaskCancelled, TaskFailed
+from wavecrest.core._execute import Outcome
+from wavecrest.core._registry import is_async_runtime
 
+from ._aio import AsyncExecutor
 from ._pool import Flag, PooledActor, ThreadPool
 
-__all__ = ["NodeActor", "NodeEnv"]
+__all__ = ["AttemptCancel", "NodeActor", "NodeEnv"]
+
+
+class AttemptCancel(Flag):
+    """An attempt's cancel signal: a :class:`~wavecrest.actors._pool.Flag` that also runs a
+    hook once set (which cancels an async attempt's task)."""
+
+    __slots__ = ("_hook",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hook: Callable[[], None] | None = None  # None costs plain attempts nothing
+
+    def set(self) -> None:
+        super().set()
+        hook = self._hook
+        if hook is not None:
+            hook()
+
+    def on_set(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the signal is set (at once if it is set already)."""
+        self._hook = hook
+        if self.is_set():
+            hook()
 
 
 class NodeEnv:
     """What every attempt of one run shares: identity, folder, secrets, logger, encoder."""
 
-    __slots__ = ("base_dir", "encode", "log", "run_id", "scheduler", "secrets", "workflow")
+    __slots__ = ("aio", "base_dir", "encode", "log", "run_id", "scheduler", "secrets", "workflow")
 
     def __init__(
         self,
@@ -43,6 +83,7 @@ class NodeEnv:
         secrets: dict[str, str],
         log: Any,
         encode: Callable[[Any], bytes] | None,
+        aio: AsyncExecutor | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -50,6 +91,7 @@ class NodeEnv:
         self.secrets = secrets
         self.log = log
         self.encode = encode
+        self.aio = aio  # where async runtimes' coroutines run
         self.scheduler: ActorRef[Any] | None = None
 
 
@@ -70,10 +112,20 @@ class _LazyLog:
         return getattr(self._bound, name)
 
 
+class _AttemptDone(NamedTuple):
+    """An async attempt ended: its outcome, or what escaped its coroutine (both None when it
+    was cancelled before it started)."""
+
+    outcome: Outcome | None
+    crash: BaseException | None
+
+
 class NodeActor(PooledActor):
     """Runs one attempt of a task node and reports its outcome to the run's scheduler."""
 
-    def __init__(self, pool: ThreadPool, env: NodeEnv, start: StartTask, cancel: Flag) -> None:
+    def __init__(
+        self, pool: ThreadPool, env: NodeEnv, start: StartTask, cancel: AttemptCancel
+    ) -> None:
         super().__init__(pool)
         self._env = env
         self._task = start
@@ -82,6 +134,9 @@ class NodeActor(PooledActor):
 
     def on_start(self) -> None:
         env, task = self._env, self._task
+        if env.aio is not None and is_async_runtime(task.node.runtime_key):
+            self._start_async(env.aio)
+            return
         self._outcome = execute_task(
             task,
             cancel=self._cancel,
@@ -93,6 +148,43 @@ class NodeActor(PooledActor):
             encode=env.encode,
         )
         self._stop()
+
+    def _start_async(self, aio: AsyncExecutor) -> None:
+        env, task = self._env, self._task
+        call = prepare_task(
+            task,
+            cancel=self._cancel,
+            run_id=env.run_id,
+            workflow=env.workflow,
+            base_dir=env.base_dir,
+            secrets=env.secrets,
+            log=_LazyLog(env.log, task.path, task.attempt),
+            encode=env.encode,
+        )
+        if not isinstance(call, TaskCall):
+            self._outcome = call
+            self._stop()
+            return
+        self._detach()  # before the coroutine starts: its end may come at once
+        attempt = aio.start(call.run_async, self._async_done)
+        self._cancel.on_set(attempt.cancel)
+
+    def _async_done(self, outcome: Outcome | None, crash: BaseException | None) -> None:
+        # On the event loop's thread: hand the outcome to the actor's own loop.
+        self.actor_ref.tell(_AttemptDone(outcome, crash))
+        self._reattach()
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is not _AttemptDone:
+            return super().on_receive(message)
+        if message.crash is not None:
+            self._crash = message.crash  # no outcome: on_exit reports the crash
+        elif message.outcome is None:
+            self._outcome = TaskCancelled(self._task.token)
+        else:
+            self._outcome = message.outcome
+        self._stop()
+        return None
 
     def on_exit(self, crash: BaseException | None) -> None:
         task = self._task

@@ -15,6 +15,13 @@ returns (the threads are daemons, so it cannot keep the process alive).
 for any reason — a normal stop, an exception from a handler, or an exception
 that escapes ``on_start`` — with the exception that killed it, if any. The
 actor is unregistered by then, whatever happened.
+
+An actor waiting for something that resolves by callback (a coroutine on an
+event loop) need not hold a thread meanwhile: its ``on_start`` calls
+:meth:`PooledActor._detach`, and when it returns the thread goes back to the
+pool while the actor stays alive, its messages waiting in its inbox.
+:meth:`PooledActor._reattach`, from any thread, runs the rest of its loop on
+a pooled thread again.
 """
 
 from __future__ import annotations
@@ -179,6 +186,12 @@ class PooledActor(pykka.Actor):
         self._pool = pool
         self._crash: BaseException | None = None
 
+    # Detaching (class defaults, so actors that never detach pay nothing): _detached is
+    # set by on_start, _parked once its thread is given back, _woken when _reattach came
+    # before that. Guarded by _park_lock, which _detach creates.
+    _detached = _parked = _woken = False
+    _park_lock: threading.Lock
+
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:  # type: ignore[override]
         """Create the actor, register it, and run its loop on its pool."""
@@ -213,15 +226,59 @@ class PooledActor(pykka.Actor):
 
     def _run_loop(self) -> None:
         try:
-            self._actor_loop()
+            self._actor_loop_setup()
+            if self._detached and not self.actor_stopped.is_set() and self._park():
+                return  # the thread goes back to the pool; _reattach goes on from here
+            self._actor_loop_running()
+            self._actor_loop_teardown()
         except BaseException as exc:  # noqa: BLE001 - reported through on_exit, never lost
             self._crash = exc
-        finally:
-            if not self.actor_stopped.is_set():
-                unregister(self.actor_ref)
-                self.actor_stopped.set()
-                self._actor_loop_teardown()
-            self.on_exit(self._crash)
+        self._exit()
+
+    def _resume_loop(self) -> None:
+        try:
+            self._actor_loop_running()
+            self._actor_loop_teardown()
+        except BaseException as exc:  # noqa: BLE001 - reported through on_exit, never lost
+            self._crash = exc
+        self._exit()
+
+    def _exit(self) -> None:
+        if not self.actor_stopped.is_set():
+            unregister(self.actor_ref)
+            self.actor_stopped.set()
+            self._actor_loop_teardown()
+        self.on_exit(self._crash)
+
+    def _detach(self) -> None:
+        """From ``on_start``, before whatever will call :meth:`_reattach` is set going: once
+        ``on_start`` returns, give the thread back instead of reading the inbox; the actor
+        lives on until :meth:`_reattach` resumes its loop."""
+        self._park_lock = threading.Lock()
+        self._detached = True
+
+    def _park(self) -> bool:
+        with self._park_lock:
+            if self._woken:  # reattached already: go on on this thread
+                self._detached = self._woken = False
+                return False
+            self._parked = True
+            return True
+
+    def _reattach(self) -> None:
+        """Resume a detached actor's loop on a pooled thread (any thread may call this).
+
+        Once the pool is closed the loop runs on the caller's thread instead.
+        """
+        with self._park_lock:
+            if not self._parked:
+                self._woken = True
+                return
+            self._parked = self._detached = False
+        try:
+            self._pool.submit(self._resume_loop)
+        except RuntimeClosedError:
+            self._resume_loop()
 
     def _handle_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         # pykka logs unhandled exceptions at ERROR and stops the actor; an actor

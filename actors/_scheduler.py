@@ -40,8 +40,8 @@ from wavecrest.core._events import (
     WithdrawPermits,
 )
 
-from ._node import NodeActor, NodeEnv
-from ._pool import Flag, PooledActor, ThreadPool, unregister
+from ._node import AttemptCancel, NodeActor, NodeEnv
+from ._pool import PooledActor, ThreadPool, unregister
 from ._semaphore import PermitOps, Permits
 from ._timers import TimerHandle, TimerService
 from ._writer import EventFeed
@@ -109,7 +109,7 @@ class SchedulerActor(PooledActor):
         self._publish = publish
         self._feed = feed
         # token -> (cancel event, node actor ref) for attempts in flight
-        self._nodes: dict[int, tuple[Flag, ActorRef[Any]]] = {}
+        self._nodes: dict[int, tuple[AttemptCancel, ActorRef[Any]]] = {}
         self._timer_handles: dict[int, TimerHandle] = {}
         self.abandoned: list[ActorRef[Any]] = []
         # Permit operations not yet told to the semaphore: release, request, withdraw.
@@ -197,7 +197,7 @@ class SchedulerActor(PooledActor):
         for start in starts:
             # Started after the step's events are published, so node.started is
             # in the log before anything the attempt logs.
-            cancel = Flag()
+            cancel = AttemptCancel()
             ref = NodeActor.start(self._pool, self._env, start, cancel)
             self._nodes[start.token] = (cancel, ref)
         if finished:

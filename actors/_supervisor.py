@@ -7,6 +7,14 @@ fallback, fail, fail fast), relays cancellation and checkpoint decisions, and
 when the scheduler reports the end of the run it has the final snapshot
 written, stops its children and resolves the run's future.
 
+A run whose events someone consumes (an ``on_event`` callback, the
+Runtime's subscribers, an event stream, the host's logging) is *settled*
+before its result is handed out: the supervisor tells the dispatcher
+:class:`Settle` after the run's last events and resolves the future when the
+dispatcher answers, so ``result.callback_errors`` counts every callback that
+raised. A callback that lags does not hold the result back for long: after
+:data:`CALLBACK_GRACE` seconds the result goes out with the count so far.
+
 If the scheduler actor dies, the supervisor releases every permit it held at
 the semaphore and ends the run as failed with the crash as its error. If the
 supervisor itself dies, its exit hook still resolves the future, so a caller
@@ -19,11 +27,11 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import structlog
 from pykka import ActorDeadError, ActorRef
 from wavecrest.core import (
     ErrorInfo,
@@ -41,20 +49,33 @@ from wavecrest.core._snapshot import (
     encode_value,
 )
 
-from ._dispatch import Deliver, Subscribers
+from ._aio import AsyncExecutor
+from ._dispatch import Deliver, Delivery, Settle, Settled, Subscribers
 from ._lock import RunLock
-from ._logging import ForwardingLogger, open_run_log, run_logger
+from ._logging import (
+    EVENTS,
+    ForwardingLogger,
+    HostLogger,
+    host_listens,
+    library_log,
+    open_run_log,
+    run_logger,
+)
 from ._node import NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._prepare import PreparedRun
 from ._scheduler import DecideCheckpoint, RunEnded, SchedulerActor, SchedulerCrashed
 from ._semaphore import Permits, ReleaseAll
-from ._timers import TimerService
+from ._stream import EventStream
+from ._timers import TimerHandle, TimerService
 from ._writer import EventFeed, Finalize, Flush, SnapshotWriter
 
 __all__ = ["Cancel", "Decide", "RunSupervisor", "Services"]
 
-_log = structlog.get_logger("wavecrest")
+_log = library_log()
+
+#: Seconds a finished run's result waits for event callbacks that lag behind.
+CALLBACK_GRACE = 1.0
 
 
 class Services(NamedTuple):
@@ -66,6 +87,12 @@ class Services(NamedTuple):
     permits: Permits
     dispatcher: ActorRef[Any]
     subscribers: Subscribers
+    aio: AsyncExecutor
+
+
+@dataclass(frozen=True, slots=True)
+class _SettleDue:
+    """The callback grace is over: hand the result out without waiting any longer."""
 
 
 class Cancel(NamedTuple):
@@ -89,6 +116,7 @@ class RunSupervisor(PooledActor):
         resolve: Callable[[RunResult], None],
         *,
         lock: RunLock | None = None,
+        stream: EventStream | None = None,
     ) -> None:
         super().__init__(pool)
         self.prepared = prepared
@@ -96,6 +124,12 @@ class RunSupervisor(PooledActor):
         self._resolve = resolve
         self._run_lock = lock  # held from before the start until the final snapshot
         self._resolved = False
+        self._stream = stream
+        self._delivery: Delivery | None = None
+        # While settling: the result waiting for Settled (or the grace timer).
+        self._pending: RunResult | None = None
+        self._settle_timer: TimerHandle | None = None
+        self._settle_told = False
         self._clock = SystemClock()
         self._decider = Supervisor(prepared.policy, seed=prepared.seed, clock=self._clock)
         self._scheduler: ActorRef[Any] | None = None
@@ -108,6 +142,10 @@ class RunSupervisor(PooledActor):
     def on_start(self) -> None:
         p = self.prepared
         services = self._services
+        listens = host_listens(EVENTS)
+        if p.on_event is not None or self._stream is not None or services.subscribers or listens:
+            events_log = HostLogger(EVENTS, {"workflow": p.workflow.name}) if listens else None
+            self._delivery = Delivery(p.on_event, self._stream, events_log)
         redactor = Redactor(p.secrets.values())
         sink = None
         if p.snapshot_path is not None:
@@ -136,6 +174,7 @@ class RunSupervisor(PooledActor):
             secrets=p.secrets,
             log=log,
             encode=partial(encode_value, redactor=redactor) if self._writer else None,
+            aio=services.aio,
         )
         self._core = Scheduler(
             p.plan,
@@ -150,8 +189,9 @@ class RunSupervisor(PooledActor):
             faults=p.faults,
             resumed=p.resumed,
             # Events nobody consumes are not even built. Subscribers added to the
-            # Runtime later see the runs submitted after they subscribed.
-            observed=p.on_event is not None or bool(services.subscribers),
+            # Runtime later (and a host configuring logging later) see the runs
+            # submitted after that.
+            observed=self._delivery is not None,
             # The snapshot writer and the run log read the journal instead.
             journal=self._feed is not None,
         )
@@ -211,14 +251,13 @@ class RunSupervisor(PooledActor):
         """How the scheduler hands events to the subscribers and ``on_event`` (None: nobody
         listens)."""
         dispatcher = self._services.dispatcher
-        subscribers = self._services.subscribers
-        callback = self.prepared.on_event
-        if callback is None and not subscribers:
+        delivery = self._delivery
+        if delivery is None:
             return None
 
         def publish(emits: list[Emit]) -> None:
             try:
-                dispatcher.tell(Deliver(tuple(e.event for e in emits), callback))
+                dispatcher.tell(Deliver(tuple(e.event for e in emits), delivery))
             except ActorDeadError:
                 pass  # the Runtime stopped delivering events while closing
 
@@ -239,6 +278,8 @@ class RunSupervisor(PooledActor):
             self._tell_scheduler(message)
         elif isinstance(message, SchedulerCrashed):
             self._scheduler_crashed(message)
+        elif isinstance(message, Settled | _SettleDue):
+            self._settled()
         else:
             return super().on_receive(message)
         return None
@@ -288,17 +329,50 @@ class RunSupervisor(PooledActor):
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        # The final snapshot is written: whoever has the result may resume the run at once.
+        self._release_lock()
+        if self._delivery is not None and self._settle(result):
+            return  # the result goes out on Settled, or when the grace is over
         self._deliver(result)
         self.stop()
 
-    def _deliver(self, result: RunResult) -> None:
-        # The final snapshot is written (or the run died): whoever has the result may
-        # resume the run at once.
+    def _settle(self, result: RunResult) -> bool:
+        """Ask the dispatcher to settle the run; False if it cannot (it has stopped)."""
+        self._settle_told = True
+        try:
+            self._services.dispatcher.tell(Settle(self._stream, self.actor_ref))
+        except ActorDeadError:
+            if self._stream is not None:
+                self._stream.end()
+            return False
+        self._pending = result
+        self._settle_timer = self._services.timers.schedule(
+            CALLBACK_GRACE, self.actor_ref, _SettleDue()
+        )
+        return True
+
+    def _settled(self) -> None:
+        result = self._pending
+        if result is None:
+            return  # the other of Settled and the grace timer came first
+        self._pending = None
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+        self._deliver(result)
+        self.stop()
+
+    def _release_lock(self) -> None:
         if self._run_lock is not None:
             self._run_lock.release()
-        if not self._resolved:
-            self._resolved = True
-            self._resolve(result)
+
+    def _deliver(self, result: RunResult) -> None:
+        if self._resolved:
+            return
+        self._resolved = True
+        delivery = self._delivery
+        if delivery is not None and delivery.errors:
+            result = dataclasses.replace(result, callback_errors=delivery.errors)
+        self._resolve(result)
 
     def on_exit(self, crash: BaseException | None) -> None:
         for child in (self._scheduler, self._writer):
@@ -307,6 +381,20 @@ class RunSupervisor(PooledActor):
                     child.stop()
                 except ActorDeadError:
                     pass
+        self._release_lock()
+        if self._delivery is not None and not self._settle_told:
+            # The stream still ends after the events told before, not in their middle.
+            self._settle_told = True
+            try:
+                self._services.dispatcher.tell(Settle(self._stream, None))
+            except ActorDeadError:
+                if self._stream is not None:
+                    self._stream.end()
+        elif self._delivery is None and self._stream is not None:
+            self._stream.end()
+        if self._pending is not None:
+            result, self._pending = self._pending, None
+            self._deliver(result)
         if not self._resolved:
             p = self.prepared
             text = "".join(traceback.format_exception(crash)) if crash is not None else ""

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import structlog
 from wavecrest.core import OutputEncodingError, RunResult
 from wavecrest.core._events import (
     JOURNAL_STARTED,
@@ -52,14 +51,14 @@ from wavecrest.core._snapshot import (
     write_atomic,
 )
 
-from ._logging import EventLines, JsonLinesFile, LogLine, quote
+from ._logging import EventLines, JsonLinesFile, LogLine, library_log, quote
 from ._pool import PooledActor, ThreadPool
 from ._timers import TimerHandle, TimerService
 
 __all__ = ["EventFeed", "Finalize", "Flush", "SnapshotWriter"]
 
 _RESULT_EVENTS = (NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped)
-_log = structlog.get_logger("wavecrest")
+_log = library_log()
 
 
 class _FlushDue(NamedTuple):

@@ -1,8 +1,10 @@
-"""wavecrest.core: the pure domain — workflow model, parser, expressions, planner and scheduler.
+"""wavecrest.core: the pure domain — workflow model, parser and builder, expressions, planner
+and scheduler.
 
 Nothing here starts a thread or sleeps; time and randomness are injected.
 """
 
+from ._builder import Body, BranchBlock, IfBlock, ParallelBlock, Retry, WorkflowBuilder
 from ._clock import Clock, FakeClock, SystemClock
 from ._context import CancelSignal, NeverCancelled, RuntimeContext
 from ._duration import format_duration, parse_duration
@@ -11,6 +13,7 @@ from ._errors import (
     ConfigError,
     CycleError,
     Diagnostic,
+    EventsUnavailableError,
     ExpressionError,
     FaultPlanError,
     HttpError,
@@ -44,7 +47,7 @@ from ._events import (
     RunFinished,
     RunStarted,
 )
-from ._execute import ExecutorCrash, execute_task
+from ._execute import ExecutorCrash, TaskCall, execute_task, prepare_task
 from ._faults import Fault, FaultPlan, FaultRule, load_faults
 from ._graph import Plan, plan
 from ._model import Workflow
@@ -58,6 +61,8 @@ from ._sim import Simulation, SimulationStalled
 from ._supervisor import Supervisor, SupervisorPolicy
 
 __all__ = [
+    "Body",
+    "BranchBlock",
     "CancelSignal",
     "CheckpointRejectedError",
     "CheckpointWaiting",
@@ -66,6 +71,7 @@ __all__ = [
     "CycleError",
     "Diagnostic",
     "ErrorInfo",
+    "EventsUnavailableError",
     "ExecutorCrash",
     "ExpressionError",
     "FakeClock",
@@ -76,6 +82,7 @@ __all__ = [
     "FaultRule",
     "FifoSemaphore",
     "HttpError",
+    "IfBlock",
     "NeverCancelled",
     "NodeCancelled",
     "NodeCancelledError",
@@ -89,9 +96,11 @@ __all__ = [
     "NodeSucceeded",
     "NodeTimeoutError",
     "OutputEncodingError",
+    "ParallelBlock",
     "PermanentError",
     "Plan",
     "ResumeError",
+    "Retry",
     "RetryPolicy",
     "RunEvent",
     "RunFinished",
@@ -111,9 +120,11 @@ __all__ = [
     "Supervisor",
     "SupervisorPolicy",
     "SystemClock",
+    "TaskCall",
     "TransientError",
     "WavecrestError",
     "Workflow",
+    "WorkflowBuilder",
     "WorkflowError",
     "error_info",
     "execute_task",
@@ -125,6 +136,7 @@ __all__ = [
     "parse_duration",
     "parse_workflow",
     "plan",
+    "prepare_task",
     "register_runtime",
     "runtime_keys",
     "unregister_runtime",

@@ -5,10 +5,15 @@ node actor, the simulator, a Dask worker). Cancellation is cooperative: the
 executor hands in a :class:`CancelSignal`; ``ctx.sleep`` waits on it and
 raises :class:`~wavecrest.core.NodeCancelledError` once it is set, and
 long-running runtimes call ``ctx.check_cancelled()`` between steps.
+
+An ``async def`` runtime awaits ``ctx.asleep`` instead: its executor cancels
+the attempt's task, so cancellation arrives as :class:`asyncio.CancelledError`
+at whatever the coroutine awaits, ``ctx.asleep`` included.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,9 +119,24 @@ class RuntimeContext:
             raise NodeCancelledError(f"node {self.node_id!r} was cancelled")
 
     def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, returning early with NodeCancelledError if cancelled meanwhile."""
+        """Wait ``seconds``, returning early with NodeCancelledError if cancelled meanwhile.
+
+        This blocks its thread: an ``async def`` runtime awaits :meth:`asleep`.
+        """
         if self._cancel.wait(max(0.0, seconds)):
             raise NodeCancelledError(f"node {self.node_id!r} was cancelled")
+
+    async def asleep(self, seconds: float) -> None:
+        """``await ctx.asleep(s)``: wait ``seconds`` without blocking the event loop.
+
+        For ``async def`` runtimes. Cancelling the attempt cancels its task, so
+        :class:`asyncio.CancelledError` is raised here at once; an attempt
+        cancelled before or just as the wait ends gets NodeCancelledError, as
+        from :meth:`sleep`. In a simulation the wait is virtual time.
+        """
+        self.check_cancelled()
+        await asyncio.sleep(max(0.0, seconds))
+        self.check_cancelled()
 
     def resolve_path(self, path: str | Path) -> Path:
         """``path`` made absolute against the workflow file's folder."""

@@ -87,6 +87,10 @@ class RuntimeClosedError(WavecrestError, RuntimeError):
     """Raised when work is submitted to a Runtime that is closed."""
 
 
+class EventsUnavailableError(WavecrestError, RuntimeError):
+    """Raised when ``handle.events()`` is asked for events its run does not stream to it."""
+
+
 # --- errors raised by node runtimes ---------------------------------------------------
 
 

@@ -7,18 +7,22 @@ or more nested bodies, which :meth:`Node.bodies` lists uniformly so that code
 walking the tree never has to know every node kind.
 
 Everything here is immutable. Mappings are :class:`FrozenDict`, a dict that
-refuses mutation but still pickles and compares like a dict.
+refuses mutation but still pickles and compares like a dict. Equality is
+about what a workflow does, not where it was written: locations, the source
+text and the file path are left out of comparisons, so a workflow built in
+code (:meth:`Workflow.build`) equals the same workflow parsed from a file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 if TYPE_CHECKING:
+    from ._builder import WorkflowBuilder
     from ._events import ErrorInfo
 
 __all__ = [
@@ -139,7 +143,7 @@ class OnError:
 
     retry: RetrySpec | None = None
     fallback: str | None = None
-    loc: Location = NOWHERE
+    loc: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +151,7 @@ class Node:
     """Base of every node. ``inputs`` are the explicit ``input`` ids, in order."""
 
     id: str
-    loc: Location = NOWHERE
+    loc: Location = field(default=NOWHERE, compare=False)
     inputs: tuple[str, ...] = ()
     timeout: float | None = None
     description: str | None = None
@@ -226,7 +230,7 @@ class ParallelBranch:
 
     name: str
     body: tuple[Node, ...]
-    loc: Location = NOWHERE
+    loc: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,7 +290,7 @@ class Case:
 
     when: str
     body: tuple[Node, ...]
-    loc: Location = NOWHERE
+    loc: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -346,7 +350,7 @@ class ConfigField:
     default: Any = None
     required: bool = False
     description: str | None = None
-    loc: Location = NOWHERE
+    loc: Location = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,9 +379,37 @@ class Workflow:
     config: tuple[ConfigField, ...] = ()
     secrets: tuple[str, ...] = ()
     runtime: RuntimeSettings = RuntimeSettings()
-    source: str = ""
-    path: str | None = None
-    loc: Location = NOWHERE
+    source: str = field(default="", compare=False)
+    path: str | None = field(default=None, compare=False)
+    loc: Location = field(default=NOWHERE, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        *,
+        version: str | None = None,
+        description: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        secrets: Iterable[str] = (),
+        runtime: Mapping[str, Any] | None = None,
+    ) -> WorkflowBuilder:
+        """Declare a workflow in code: add nodes to the builder returned, then call its
+        ``workflow()`` for the checked, frozen model (see :class:`~wavecrest.core.WorkflowBuilder`).
+
+        The arguments are the front matter's keys, with the same values.
+        """
+        from ._builder import WorkflowBuilder, caller_location
+
+        return WorkflowBuilder(
+            name,
+            version=version,
+            description=description,
+            config=config,
+            secrets=secrets,
+            runtime=runtime,
+            at=caller_location(1),
+        )
 
     @property
     def digest(self) -> str:

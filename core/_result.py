@@ -19,6 +19,9 @@ class RunResult:
     (top-level and static nodes by id, iterations as ``each[2]/fetch``);
     ``nodes`` has every recorded :class:`NodeResult`; ``errors`` every
     failure (node, type, message, traceback), not only the first.
+    ``callback_errors`` counts the calls of event callbacks (the run's
+    ``on_event``, a Runtime's subscribers) that raised for this run's events;
+    they never change anything else about the run.
     """
 
     run_id: str
@@ -34,6 +37,7 @@ class RunResult:
     snapshot_path: str | None = None
     abandoned: int = 0
     version: str | None = None
+    callback_errors: int = 0
 
     @classmethod
     def from_nodes(cls, nodes: Mapping[str, NodeResult], **fields: Any) -> RunResult:

@@ -4,7 +4,9 @@
 a FIFO semaphore for permits, a :class:`Supervisor` answering escalations,
 timers, and an executor running each attempt's runtime — but in one thread
 and in virtual time. Every attempt runs to completion synchronously when it
-starts (``ctx.sleep`` only adds to its virtual duration) and its outcome is
+starts (``ctx.sleep`` only adds to its virtual duration; an ``async def``
+runtime runs on an event loop in virtual time, see :mod:`._vtime`, and the
+virtual time it awaited adds to it too) and its outcome is
 delivered when its virtual duration has passed; simultaneous deliveries are
 ordered by the simulation's seeded RNG. The same seed therefore gives the
 same trace, so any run can be replayed exactly, and a property test can try
@@ -56,6 +58,7 @@ from ._retry import error_info
 from ._scheduler import RunSettings, Scheduler
 from ._semaphore import FifoSemaphore
 from ._supervisor import Supervisor, SupervisorPolicy
+from ._vtime import VirtualStall, run_in_virtual_time
 
 __all__ = ["Simulation", "SimulationStalled"]
 
@@ -89,6 +92,15 @@ class _VirtualCancel:
             raise _Hang
         self.slept += timeout
         return False
+
+    def run(self, coroutine: Any) -> Any:
+        """Run an async runtime's coroutine in virtual time; waiting on anything but time hangs."""
+        try:
+            outcome, took = run_in_virtual_time(coroutine)
+        except VirtualStall:
+            raise _Hang from None
+        self.slept += took
+        return outcome
 
 
 class _Flight:
@@ -263,6 +275,7 @@ class Simulation:
                 workflow=self.plan.workflow.name,
                 base_dir=self.base_dir,
                 secrets=self.secrets,
+                run_coroutine=cancel.run,
             )
         except _Hang:
             hung = True

@@ -109,3 +109,27 @@ def test_public_surface_of_actors() -> None:
         assert name in wavecrest.actors.__all__
     for name in wavecrest.actors.__all__:
         assert hasattr(wavecrest.actors, name), name
+
+
+def test_public_surface_for_asyncio_hosts_and_workflows_in_code() -> None:
+    """The names the README's asyncio and builder sections use are public."""
+    for name in (
+        "WorkflowBuilder",
+        "Body",
+        "IfBlock",
+        "BranchBlock",
+        "ParallelBlock",
+        "Retry",
+        "TaskCall",
+        "prepare_task",
+        "EventsUnavailableError",
+    ):
+        assert name in wavecrest.core.__all__, name
+    assert callable(wavecrest.core.Workflow.build)
+    runtime, handle = wavecrest.actors.Runtime, wavecrest.actors.RunHandle
+    for method in ("submit_async", "resume_async", "run", "aclose", "__aenter__", "__aexit__"):
+        assert callable(getattr(runtime, method)), method
+    for method in ("events", "__await__"):
+        assert callable(getattr(handle, method)), method
+    assert isinstance(handle.dropped_events, property)
+    assert callable(wavecrest.core.RuntimeContext.asleep)

@@ -190,6 +190,7 @@ def test_full_example_task_nodes(full: Workflow) -> None:
         type="file",
         config=FrozenDict({"path": "users.json", "format": "json"}),
     )
+    assert users.loc == Location("full.flow.md", 17, 3)  # equality leaves locations out
     active = full.node("active")
     assert isinstance(active, TaskNode)
     assert active.inputs == ("users",)
@@ -203,6 +204,8 @@ def test_full_example_task_nodes(full: Workflow) -> None:
         fallback="names-fallback",
         loc=Location("full.flow.md", 21, 5),
     )
+    assert names.on_error is not None
+    assert names.on_error.loc == Location("full.flow.md", 21, 5)
     assert isinstance(names.config, FrozenDict)
     with pytest.raises(TypeError, match="read-only"):
         names.config["expression"] = "other"
@@ -310,6 +313,7 @@ def test_config_field_forms(written: str, expected: ConfigField) -> None:
         required=expected.required,
         loc=Location("<string>", 4, 3),
     )
+    assert field.loc == Location("<string>", 4, 3)
 
 
 @pytest.mark.parametrize(
@@ -490,6 +494,10 @@ def test_retry_defaults_and_empty_on_error() -> None:
     assert isinstance(b, TaskNode)
     assert a.on_error == OnError(retry=RetrySpec(), loc=Location("<string>", 6, 3))
     assert b.on_error == OnError(loc=Location("<string>", 9, 3))
+    assert (a.on_error.loc, b.on_error.loc) == (
+        Location("<string>", 6, 3),
+        Location("<string>", 9, 3),
+    )
 
 
 def test_foreach_and_while_defaults() -> None:
