@@ -189,11 +189,15 @@ class _Analyser:
             self._resolve_node(info, planned[nid], edges)
         for key, scope in self.scopes.items():
             self._build_scope(scope, key, planned, edges[key])
+        scopes = self.scopes
         for nid, info in self.infos.items():
             node = info.node
             pn = planned[nid]
-            pn.bodies = tuple(self.scopes[(nid, i)] for i in range(len(node.bodies())))
-            fallback = _fallback_id(node)
+            bodies = node.bodies()
+            if bodies:
+                pn.bodies = tuple(scopes[(nid, i)] for i in range(len(bodies)))
+            on_error = getattr(node, "on_error", None)
+            fallback = on_error.fallback if on_error is not None else None
             if fallback is not None and fallback in planned:
                 pn.fallback = planned[fallback]
             if isinstance(node, BreakNode):
@@ -368,6 +372,7 @@ class _Analyser:
         owners = [infos[p] for p in primaries] if primaries else [info]
         inputs: list[Ref] = []
         scope, nid = info.scope, node.id
+        shared = self._refs
         for target in node.inputs:
             tinfo = infos.get(target)
             if (
@@ -379,7 +384,7 @@ class _Analyser:
             ):
                 # The common case, without _resolve: a plain node of the same body.
                 edges[scope].add((target, nid))
-                inputs.append(self._ref(target, tinfo.depth))
+                inputs.append(shared.get(target) or self._ref(target, tinfo.depth))
                 continue
             ref = self._resolve_all(owners, nid, target, node.loc, edges, what="input")
             if ref is not None:
