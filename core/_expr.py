@@ -39,19 +39,19 @@ escapes this module: compile problems raise :class:`ExpressionError` with
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
-from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2 import Undefined, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateAssertionError, TemplateSyntaxError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import _sandbox
 from ._errors import ExpressionError, SandboxError
+from ._limits import MAX_EXPRESSION_DEPTH
 
 __all__ = [
     "NO_REFERENCES",
@@ -130,31 +130,7 @@ NO_REFERENCES = References.EMPTY
 
 # --- the environment ------------------------------------------------------------------
 
-
-def _fromjson(text: str) -> Any:
-    """Parse a JSON document (``'[1, 2]' | fromjson``)."""
-    return json.loads(text)
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    """Serialise to JSON as a plain string, keeping key order and non-ASCII text."""
-    return json.dumps(value, indent=indent, ensure_ascii=False)
-
-
-def _make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        # A rendered value keeps its trailing newline, as static text does.
-        keep_trailing_newline=True,
-    )
-    env.filters["fromjson"] = _fromjson
-    # Jinja's own tojson HTML-escapes and returns Markup; workflows want plain JSON.
-    env.filters["tojson"] = _tojson
-    return env
-
-
-_ENV = _make_environment()
+_ENV = _sandbox.environment()
 _GLOBAL_NAMES = frozenset(_ENV.globals)
 
 #: Names a node id may not take: the scope names, Jinja's globals and its
@@ -265,19 +241,39 @@ def _check_attribute_argument(arg: nodes.Node) -> None:
                 raise _unsafe(part, arg.lineno)
 
 
-def _post_order(tree: nodes.Node) -> Iterator[nodes.Node]:
-    """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``."""
-    for child in tree.iter_child_nodes():
-        yield from _post_order(child)
-    yield tree
+def _post_order(tree: nodes.Node, kind: str) -> Iterator[nodes.Node]:
+    """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``.
+
+    Iterative, and the first walk over a freshly parsed tree: it refuses a
+    tree deeper than MAX_EXPRESSION_DEPTH before any recursive walker (the
+    reference collector, Jinja's code generator, Python's compiler) sees it.
+    """
+    stack = [(tree, tree.iter_child_nodes())]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            yield node
+        elif len(stack) >= MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(
+                f"{kind} too complex: it nests more than {MAX_EXPRESSION_DEPTH} levels deep "
+                f"(each operator, filter, call, attribute or bracket is a level) "
+                f"(line {child.lineno})",
+                lineno=child.lineno,
+            )
+        else:
+            stack.append((child, child.iter_child_nodes()))
 
 
-def _check_sandbox(tree: nodes.Node) -> None:
-    """Raise SandboxError for private attribute/item access or an import anywhere in ``tree``.
+def _check_tree(tree: nodes.Node, kind: str) -> None:
+    """Check a parsed template or expression before anything else walks or compiles it.
 
+    Raises ExpressionError for a tree nested too deeply or an unknown filter
+    or test, and SandboxError for private attribute/item access or an import.
     The first offence in reading order is reported.
     """
-    for node in _post_order(tree):
+    for node in _post_order(tree, kind):
         if isinstance(node, nodes.Getattr | nodes.NSRef):
             if node.attr.startswith("_"):
                 raise _unsafe(node.attr, node.lineno)
@@ -286,6 +282,13 @@ def _check_sandbox(tree: nodes.Node) -> None:
             if isinstance(key, nodes.Const) and str(key.value).startswith("_"):
                 raise _unsafe(str(key.value), node.lineno)
         elif isinstance(node, nodes.Filter | nodes.Test):
+            table, what = (
+                (_ENV.filters, "filter") if isinstance(node, nodes.Filter) else (_ENV.tests, "test")
+            )
+            if node.name not in table:
+                # What Jinja's code generator would say; it now runs only on first use.
+                unknown = TemplateAssertionError(f"No {what} named {node.name!r}.", node.lineno)
+                raise _syntax_error(kind, unknown)
             if node.name in _ATTRIBUTE_FILTERS and node.args:
                 _check_attribute_argument(node.args[0])
             for keyword in node.kwargs:
@@ -374,6 +377,8 @@ class _ReferenceCollector:
             for default in node.defaults:
                 self.expression(default, bound)
             inner = bound | _MACRO_NAMES | {arg.name for arg in node.args}
+            if isinstance(node, nodes.Macro):
+                inner.add(node.name)  # a macro may call itself
             self.statements(node.body, inner)
             if isinstance(node, nodes.Macro):
                 bound.add(node.name)
@@ -459,9 +464,12 @@ def _one_line(message: str) -> str:
 def _syntax_error(kind: str, exc: TemplateSyntaxError) -> ExpressionError:
     """An ExpressionError for a Jinja compile-time error; ``lineno`` counts from 1 in the text."""
     # The code generator's errors (unknown filter) are not about syntax.
-    what = (
-        f"invalid {kind}" if isinstance(exc, TemplateAssertionError) else f"invalid {kind} syntax"
-    )
+    if isinstance(exc, _sandbox.TooComplex):
+        what = f"{kind} too complex"
+    elif isinstance(exc, TemplateAssertionError):
+        what = f"invalid {kind}"
+    else:
+        what = f"invalid {kind} syntax"
     detail = _one_line(exc.message or str(exc))
     return ExpressionError(f"{what}: {detail} (line {exc.lineno})", lineno=exc.lineno)
 
@@ -482,21 +490,26 @@ def _is_path(node: nodes.Node) -> bool:
 
 
 def _find_undefined(value: Any, depth: int) -> Undefined | None:
-    """An Undefined in ``value`` or in its list/tuple/dict items down to ``depth`` levels."""
-    if isinstance(value, Undefined):
-        return value
-    if depth <= 0:
-        return None
-    items: Iterable[Any]
-    if isinstance(value, dict):
-        items = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return None
-    for item in items:
-        if (found := _find_undefined(item, depth - 1)) is not None:
-            return found
+    """An Undefined in ``value`` or in its list/tuple/dict items down to ``depth`` levels.
+
+    Each container is looked into once, however often the value shares it.
+    """
+    seen: set[int] = set()
+    stack = [(value, depth)]
+    while stack:
+        item, levels = stack.pop()
+        if isinstance(item, Undefined):
+            return item
+        if levels <= 0 or id(item) in seen:
+            continue
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        seen.add(id(item))
+        stack.extend((child, levels - 1) for child in reversed(list(children)))
     return None
 
 
@@ -513,14 +526,16 @@ def _native_program(expr: nodes.Expr) -> Callable[[Mapping[str, Any]], Any]:
     with ``undefined_to_none=False`` so an undefined result raises instead of
     silently becoming None.
     """
-    assign = nodes.Assign(nodes.Name("result", "store"), expr, lineno=expr.lineno)
-    tree = nodes.Template([assign], lineno=1)
-    tree.set_environment(_ENV)
-    evaluate = TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
     # Path expressions return scope values (never holding Undefined) or one
     # Undefined; results built by literals or filters are scanned as deep as
     # the literals nest (at least one level, for ``map(attribute=...)``).
     depth = 0 if _is_path(expr) else max(1, _literal_depth(expr))
+    assign = nodes.Assign(nodes.Name("result", "store"), expr, lineno=expr.lineno)
+    tree = nodes.Template([assign], lineno=1)
+    tree.set_environment(_ENV)
+    evaluate = TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
+
+    path = _is_path(expr)
 
     def run(scope: Mapping[str, Any]) -> Any:
         value = evaluate(scope)
@@ -528,9 +543,16 @@ def _native_program(expr: nodes.Expr) -> Callable[[Mapping[str, Any]], Any]:
             value = list(value)
         if (undefined := _find_undefined(value, depth)) is not None:
             _raise_undefined(undefined)
+        if not path:  # a path returns a value from the scope: nothing new to check
+            _sandbox.check_result(value)
         return value
 
     return run
+
+
+def _text_program(tree: nodes.Template) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile a template AST to a function rendering it to a string."""
+    return _ENV.from_string(tree).render
 
 
 def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
@@ -554,40 +576,82 @@ def _parse_template(text: str, kind: str) -> nodes.Template:
         tree = _ENV.parse(_rewrite_template(text))
     except TemplateSyntaxError as exc:
         raise _syntax_error(kind, exc) from None
-    _check_sandbox(tree)
+    except RecursionError:  # pragma: no cover - the lexer's limits stop this first
+        raise _too_complex(kind) from None
+    _check_tree(tree, kind)
     return tree
 
 
 def _parse_bare_expression(text: str) -> nodes.Expr:
     """Parse an expression written without braces; raises TemplateSyntaxError."""
     parser = Parser(_ENV, _rewrite_expression(text), state="variable")
-    expr = parser.parse_expression()
+    try:
+        expr = parser.parse_expression()
+    except RecursionError:  # pragma: no cover - the lexer's limits stop this first
+        raise _too_complex("expression") from None
     if not parser.stream.eos:
         parser.fail("unexpected text after the expression", parser.stream.current.lineno)
     return expr
 
 
+def _too_complex(kind: str) -> ExpressionError:
+    return ExpressionError(f"{kind} too complex: it nests too deeply to compile")
+
+
 def _evaluation_error(source: str, exc: Exception) -> ExpressionError:
-    message = _one_line(str(exc)) or type(exc).__name__
-    error_type = SandboxError if isinstance(exc, SecurityError) else ExpressionError
-    return error_type(f"error evaluating {source!r}: {message}")
+    if isinstance(exc, ExpressionError):
+        message = str(exc)
+    else:
+        message = _one_line(str(exc)) or type(exc).__name__
+    error_type = SandboxError if isinstance(exc, SecurityError | SandboxError) else ExpressionError
+    return error_type(f"error evaluating {_shown(source)}: {message}")
 
 
-def _compile(tree: nodes.Template | nodes.Expr, kind: str) -> Callable[[Mapping[str, Any]], Any]:
-    """Generate code for a parsed template or bare expression.
+def _shown(source: str) -> str:
+    """``repr(source)``, cut for a one-line message when it is long."""
+    text = repr(source)
+    return text if len(text) <= 200 else f"{text[:160]}... ({len(source)} characters)"
 
-    A template that is one ``{{ expr }}`` gets a native program, any other a
-    text one. Raises ExpressionError for errors the code generator finds,
-    such as an unknown filter.
+
+class _Program:
+    """A parsed template's code, generated on first use (validation never needs it).
+
+    Generating and compiling Python code costs several times what parsing
+    does, so :func:`compile_template` stops at the checked syntax tree. The
+    tree is instrumented for the sandbox's loop budget once, here, and never
+    changed again: two threads racing on the first use both compile it, and
+    either result is fine.
     """
-    expr = _single_expression(tree) if isinstance(tree, nodes.Template) else tree
-    try:
-        if expr is not None:
-            return _native_program(expr)
-        assert isinstance(tree, nodes.Template)
-        return _ENV.from_string(tree).render
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(kind, exc) from None
+
+    __slots__ = ("_kind", "_run", "_tree")
+
+    def __init__(self, tree: nodes.Template | nodes.Expr, kind: str) -> None:
+        _sandbox.instrument(tree)
+        self._tree = tree
+        self._kind = kind
+        self._run: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def __call__(self, scope: Mapping[str, Any]) -> Any:
+        run = self._run
+        if run is None:
+            run = self._run = self._compile()
+        with _sandbox.evaluation():
+            return run(scope)
+
+    def _compile(self) -> Callable[[Mapping[str, Any]], Any]:
+        tree = self._tree
+        expr = _single_expression(tree) if isinstance(tree, nodes.Template) else tree
+        try:
+            if expr is not None:
+                run = _native_program(expr)
+            else:
+                assert isinstance(tree, nodes.Template)
+                run = _text_program(tree)
+        except TemplateSyntaxError as exc:
+            raise _syntax_error(self._kind, exc) from None
+        except (SyntaxError, RecursionError, MemoryError):  # pragma: no cover - limits first
+            raise _too_complex(self._kind) from None
+        return run
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -666,7 +730,7 @@ def compile_template(text: str) -> Template:
         is_static=False,
         is_expression=_single_expression(tree) is not None,
         references=_collect_references(tree),
-        _program=_compile(tree, "template"),
+        _program=_Program(tree, "template"),
     )
 
 
@@ -690,15 +754,15 @@ def compile_expression(text: str) -> Expression:
         tree = _parse_template(text, "expression")
         if _single_expression(tree) is None:
             raise not_single
-        return Expression(text, _collect_references(tree), _compile(tree, "expression"))
+        return Expression(text, _collect_references(tree), _Program(tree, "expression"))
     try:
         expr = _parse_bare_expression(text)
     except TemplateSyntaxError as exc:
         if is_template(stripped):
             raise not_single from None
         raise _syntax_error("expression", exc) from None
-    _check_sandbox(expr)
-    return Expression(text, _collect_references(expr), _compile(expr, "expression"))
+    _check_tree(expr, "expression")
+    return Expression(text, _collect_references(expr), _Program(expr, "expression"))
 
 
 def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
