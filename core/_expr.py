@@ -62,8 +62,10 @@ __all__ = [
     "Template",
     "compile_expression",
     "compile_template",
+    "expression_references",
     "is_template",
     "render_value",
+    "template_references",
     "value_references",
 ]
 
@@ -86,6 +88,7 @@ SCOPE_NAMES: frozenset[str] = frozenset(
 """Names the runtime itself may put in a scope; any other free name is a node id."""
 
 _CACHE_SIZE = 4096
+_REFERENCES_CACHE_SIZE = 1 << 16
 
 
 # --- references -----------------------------------------------------------------------
@@ -241,7 +244,7 @@ def _check_attribute_argument(arg: nodes.Node) -> None:
                 raise _unsafe(part, arg.lineno)
 
 
-def _post_order(tree: nodes.Node, kind: str) -> Iterator[nodes.Node]:
+def _post_order(tree: nodes.Node, kind: str, depth: int = 0) -> Iterator[nodes.Node]:
     """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``.
 
     Iterative, and the first walk over a freshly parsed tree: it refuses a
@@ -255,7 +258,7 @@ def _post_order(tree: nodes.Node, kind: str) -> Iterator[nodes.Node]:
         if child is None:
             stack.pop()
             yield node
-        elif len(stack) >= MAX_EXPRESSION_DEPTH:
+        elif len(stack) + depth >= MAX_EXPRESSION_DEPTH:
             raise ExpressionError(
                 f"{kind} too complex: it nests more than {MAX_EXPRESSION_DEPTH} levels deep "
                 f"(each operator, filter, call, attribute or bracket is a level) "
@@ -266,14 +269,14 @@ def _post_order(tree: nodes.Node, kind: str) -> Iterator[nodes.Node]:
             stack.append((child, child.iter_child_nodes()))
 
 
-def _check_tree(tree: nodes.Node, kind: str) -> None:
+def _check_tree(tree: nodes.Node, kind: str, depth: int = 0) -> None:
     """Check a parsed template or expression before anything else walks or compiles it.
 
     Raises ExpressionError for a tree nested too deeply or an unknown filter
     or test, and SandboxError for private attribute/item access or an import.
     The first offence in reading order is reported.
     """
-    for node in _post_order(tree, kind):
+    for node in _post_order(tree, kind, depth):
         if isinstance(node, nodes.Getattr | nodes.NSRef):
             if node.attr.startswith("_"):
                 raise _unsafe(node.attr, node.lineno)
@@ -571,15 +574,157 @@ def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
     return found
 
 
-def _parse_template(text: str, kind: str) -> nodes.Template:
+def _parse_template(text: str, kind: str) -> tuple[nodes.Template, References]:
+    """The checked tree of a template and what it reads."""
+    source = _rewrite_template(text)
     try:
-        tree = _ENV.parse(_rewrite_template(text))
+        parsed = _parse_outputs(source, kind)
+        if parsed is not None:
+            return parsed
+        tree = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise _syntax_error(kind, exc) from None
     except RecursionError:  # pragma: no cover - the lexer's limits stop this first
         raise _too_complex(kind) from None
     _check_tree(tree, kind)
-    return tree
+    return tree, _collect_references(tree)
+
+
+def _parse_outputs(source: str, kind: str) -> tuple[nodes.Template, References] | None:
+    """What Jinja would parse from text that has only ``{{ expr }}`` tags, or None.
+
+    This is the common case (``path="{{ config.out }}/x.json"``), and most
+    such expressions recur across a workflow's nodes, so each one is parsed,
+    checked and has its references collected once
+    (:func:`_parse_output_expression`); the template's tree is assembled
+    around them: the same ``Output`` of ``TemplateData`` and expressions that
+    Jinja's parser builds (tests/test_expr.py compares the two). Anything
+    else (blocks, comments, whitespace control, a carriage return, an
+    unclosed tag, an expression Jinja would reject) returns None, and Jinja
+    parses the text itself.
+    """
+    if "{{" not in source or "{%" in source or "{#" in source or "\r" in source:
+        return None
+    pieces: list[nodes.Node] = []
+    references = References.EMPTY
+    position = line = 0  # line: the line breaks before ``position``
+    while (start := source.find("{{", position)) >= 0:
+        if start > position:
+            pieces.append(nodes.TemplateData(source[position:start], lineno=line + 1))
+            line += source.count("\n", position, start)
+        end = _output_end(source, start + 2)
+        if end is None:
+            return None  # unclosed or unbalanced: Jinja's to read and to word
+        code = source[start + 2 : end - 2]
+        if code[:1] in "-+" or code[-1:] in "-+":
+            return None  # whitespace control
+        parsed = _parse_output_expression(code, line, kind)
+        if parsed is None:
+            return None
+        expression, read = parsed
+        pieces.append(expression)
+        references |= read
+        line += source.count("\n", start, end)
+        position = end
+    if position < len(source):
+        pieces.append(nodes.TemplateData(source[position:], lineno=line + 1))
+    tree = nodes.Template([nodes.Output(pieces, lineno=1)], lineno=1)
+    tree.environment = _ENV
+    tree.body[0].environment = _ENV
+    for piece in pieces:
+        piece.environment = _ENV
+    return tree, references
+
+
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _output_end(source: str, position: int) -> int | None:
+    """The index after the ``}}`` closing the ``{{`` before ``position``, as Jinja's lexer
+    finds it (brackets balanced, string literals skipped); None if Jinja would complain."""
+    expected: list[str] = []
+    length = len(source)
+    while position < length:
+        char = source[position]
+        if char in "'\"":
+            position += 1
+            while position < length and source[position] != char:
+                position += 2 if source[position] == "\\" else 1
+            if position >= length:
+                return None
+        elif not expected and source.startswith("}}", position):
+            return position + 2
+        elif char in _PAIRS:
+            expected.append(_PAIRS[char])
+        elif char in ")]}" and (not expected or expected.pop() != char):
+            return None
+        position += 1
+    return None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parse_output_expression(
+    code: str, line: int, kind: str
+) -> tuple[nodes.Expr, References] | None:
+    """The checked expression of one ``{{ code }}`` after ``line`` line breaks, and what it
+    reads; None if Jinja's parser should word the error.
+
+    Shared by every template holding it: nothing changes an expression's tree
+    once parsed (the optimizer is off; the sandbox instruments loops only).
+    Raises ExpressionError or SandboxError as _check_tree does.
+    """
+    expression = _parse_path(code, line + 1)
+    if expression is None:
+        parser = Parser(_ENV, "\n" * line + code, state="variable")
+        try:
+            expression = parser.parse_expression()
+        except TemplateSyntaxError:
+            return None
+        if not parser.stream.eos:
+            return None
+    # The expression sits two levels down: Template, Output, expression.
+    _check_tree(expression, kind, depth=2)
+    expression.set_environment(_ENV)
+    return expression, _collect_references(expression)
+
+
+_PATH_START = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)")
+_PATH_STEP = re.compile(
+    r"[ \t]*(?:\.[ \t]*([A-Za-z_][A-Za-z0-9_]*)"  # .name
+    r"""|\[[ \t]*(?:'([^'\\\n]*)'|"([^"\\\n]*)"|(0|[1-9][0-9]{0,17}))[ \t]*\])"""  # [key]
+)
+_PATH_END = re.compile(r"[ \t]*")
+_NOT_NAMES = frozenset(
+    {"true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if", "else"}
+)
+
+
+def _parse_path(code: str, lineno: int) -> nodes.Expr | None:
+    """The tree Jinja parses from a plain path (``a``, ``a.b``, ``a['b'][0]``), or None.
+
+    Paths are most of the expressions a workflow writes (``t12.output``,
+    ``nodes['x'].output``, ``config.threshold``) and are read here at a
+    fraction of the cost of Jinja's lexer and parser; tests compare the
+    trees. Anything else, a line break included, is left to Jinja.
+    """
+    match = _PATH_START.match(code)
+    if match is None or match.group(1) in _NOT_NAMES:
+        return None
+    node: nodes.Expr = nodes.Name(match.group(1), "load", lineno=lineno)
+    position = match.end()
+    while step := _PATH_STEP.match(code, position):
+        attribute, single, double, number = step.groups()
+        if attribute is not None:
+            node = nodes.Getattr(node, attribute, "load", lineno=lineno)
+        else:
+            key: str | int = (
+                int(number) if number is not None else (single if single is not None else double)
+            )
+            node = nodes.Getitem(node, nodes.Const(key, lineno=lineno), "load", lineno=lineno)
+        position = step.end()
+    if _PATH_END.match(code, position).end() != len(code):  # type: ignore[union-attr]
+        return None
+    return node
 
 
 def _parse_bare_expression(text: str) -> nodes.Expr:
@@ -625,8 +770,9 @@ class _Program:
 
     __slots__ = ("_kind", "_run", "_tree")
 
-    def __init__(self, tree: nodes.Template | nodes.Expr, kind: str) -> None:
-        _sandbox.instrument(tree)
+    def __init__(self, tree: nodes.Template | nodes.Expr, kind: str, *, loops: bool) -> None:
+        if loops:  # a {% for %} can only be written in a {% %} tag
+            _sandbox.instrument(tree)
         self._tree = tree
         self._kind = kind
         self._run: Callable[[Mapping[str, Any]], Any] | None = None
@@ -724,13 +870,13 @@ def compile_template(text: str) -> Template:
     """
     if not is_template(text):
         return Template(text, is_static=True, is_expression=False, references=References.EMPTY)
-    tree = _parse_template(text, "template")
+    tree, references = _parse_template(text, "template")
     return Template(
         text,
         is_static=False,
         is_expression=_single_expression(tree) is not None,
-        references=_collect_references(tree),
-        _program=_Program(tree, "template"),
+        references=references,
+        _program=_Program(tree, "template", loops="{%" in text),
     )
 
 
@@ -751,10 +897,10 @@ def compile_expression(text: str) -> Expression:
         f"{text!r} must be a single expression, e.g. 'item.active' or '{{{{ item.active }}}}'"
     )
     if stripped.startswith("{{") and stripped.endswith("}}"):
-        tree = _parse_template(text, "expression")
+        tree, references = _parse_template(text, "expression")
         if _single_expression(tree) is None:
             raise not_single
-        return Expression(text, _collect_references(tree), _Program(tree, "expression"))
+        return Expression(text, references, _Program(tree, "expression", loops=False))
     try:
         expr = _parse_bare_expression(text)
     except TemplateSyntaxError as exc:
@@ -762,7 +908,23 @@ def compile_expression(text: str) -> Expression:
             raise not_single from None
         raise _syntax_error("expression", exc) from None
     _check_tree(expr, "expression")
-    return Expression(text, _collect_references(expr), _Program(expr, "expression"))
+    return Expression(text, _collect_references(expr), _Program(expr, "expression", loops=False))
+
+
+@functools.lru_cache(maxsize=_REFERENCES_CACHE_SIZE)
+def template_references(text: str) -> References:
+    """What a config value or attribute reads; raises as :func:`compile_template` does.
+
+    Cached apart from the compiled templates and many times deeper, so that
+    checking a workflow of tens of thousands of nodes compiles each text once.
+    """
+    return compile_template(text).references
+
+
+@functools.lru_cache(maxsize=_REFERENCES_CACHE_SIZE)
+def expression_references(text: str) -> References:
+    """What an expression or condition reads; raises as :func:`compile_expression` does."""
+    return compile_expression(text).references
 
 
 def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
@@ -785,7 +947,7 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
 def value_references(value: Any) -> References:
     """The union of the references of every string leaf of a nested dict/list/tuple value."""
     if isinstance(value, str):
-        return compile_template(value).references
+        return template_references(value)
     if isinstance(value, dict):
         items: Iterable[Any] = value.values()
     elif isinstance(value, list | tuple):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import CycleError, Diagnostic, ExpressionError, WorkflowError
-from ._expr import References, compile_expression, compile_template, value_references
+from ._expr import References, expression_references, template_references, value_references
 from ._model import (
     BranchNode,
     BreakNode,
@@ -282,7 +282,7 @@ class _Analyser:
         def expression(text: str | None, extra: frozenset[str] = frozenset()) -> None:
             if text is not None:
                 try:
-                    found.append((compile_expression(text).references, extra))
+                    found.append((expression_references(text), extra))
                 except ExpressionError:
                     pass  # the parser reports syntax errors
 
@@ -301,7 +301,7 @@ class _Analyser:
                         pass
         elif isinstance(node, CheckpointNode):
             try:
-                found.append((compile_template(node.prompt).references, frozenset()))
+                found.append((template_references(node.prompt), frozenset()))
             except ExpressionError:
                 pass
         elif isinstance(node, BreakNode):

@@ -61,7 +61,13 @@ import yaml
 from . import _yaml
 from ._duration import parse_duration
 from ._errors import Diagnostic, ExpressionError, WorkflowError
-from ._expr import RESERVED_NAMES, SCOPE_NAMES, compile_expression, compile_template, is_template
+from ._expr import (
+    RESERVED_NAMES,
+    SCOPE_NAMES,
+    expression_references,
+    is_template,
+    template_references,
+)
 from ._limits import MAX_DIGITS, MAX_ELEMENT_DEPTH
 from ._model import (
     BranchNode,
@@ -1091,9 +1097,9 @@ class _Parser:
         """
         try:
             if expression:
-                compile_expression(text)
+                expression_references(text)  # compiles it, and keeps what the planner needs
             elif is_template(text):
-                compile_template(text)
+                template_references(text)
         except ExpressionError as exc:
             self.error(at if isinstance(at, Location) else at(exc.lineno), f"in {key!r}: {exc}")
 

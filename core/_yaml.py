@@ -57,10 +57,16 @@ class _Bounded:
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         event = self.peek_event()  # type: ignore[attr-defined]
+        kind = type(event)
+        if kind is ScalarEvent:  # a leaf, counted as one value (not stored in _sizes)
+            if event.anchor is None and not self.yaml_path_resolvers:  # type: ignore[attr-defined]
+                return self.compose_scalar_node(None)  # type: ignore[attr-defined, no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
         mark: Any = event.start_mark  # libyaml's marks are yaml.Mark-like
-        if isinstance(event, AliasEvent):
+        sizes = self._sizes
+        if kind is AliasEvent:
             node: Node = super().compose_node(parent, index)  # type: ignore[misc]
-            size = self._sizes.get(id(node))
+            size = 1 if isinstance(node, ScalarNode) else sizes.get(id(node))
             if size is None:  # the alias names a node still being composed
                 raise LimitError(
                     None,
@@ -77,10 +83,6 @@ class _Bounded:
                     mark,
                 )
             return node
-        if isinstance(event, ScalarEvent):  # a leaf: no recursion below it
-            node = super().compose_node(parent, index)  # type: ignore[misc]
-            self._sizes[id(node)] = 1
-            return node
         if self._depth >= MAX_YAML_DEPTH:
             raise LimitError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
         self._depth += 1
@@ -88,11 +90,10 @@ class _Bounded:
             node = super().compose_node(parent, index)  # type: ignore[misc]
         finally:
             self._depth -= 1
-        sizes = self._sizes
         if isinstance(node, SequenceNode):
-            size = 1 + sum(sizes[id(item)] for item in node.value)
+            size = 1 + sum(sizes.get(id(item), 1) for item in node.value)
         else:
-            size = 1 + sum(sizes[id(key)] + sizes[id(value)] for key, value in node.value)
+            size = 1 + sum(sizes.get(id(k), 1) + sizes.get(id(v), 1) for k, v in node.value)
         sizes[id(node)] = size
         return node
 
@@ -183,7 +184,7 @@ def construct(node: Node) -> Any:
 
     Raises a YAMLError (ConstructorError) for a value that cannot be built.
     """
-    return _PureLoader("").construct_document(node)
+    return _Constructor().construct_document(node)
 
 
 def load(text: str) -> Any:
