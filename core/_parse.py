@@ -64,6 +64,7 @@ from ._errors import Diagnostic, ExpressionError, WorkflowError
 from ._expr import (
     RESERVED_NAMES,
     SCOPE_NAMES,
+    References,
     expression_references,
     is_template,
     template_references,
@@ -606,6 +607,8 @@ class _Parser:
         self.diagnostics: list[Diagnostic] = []
         self.complete = True
         self.ids: dict[str, Location] = {}
+        #: What each text compiled so far reads, for the semantic checks.
+        self.references: dict[tuple[str, bool], References] = {}
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -658,7 +661,7 @@ class _Parser:
                 loc=root.loc,
             )
             if self.complete:
-                self.diagnostics.extend(check_workflow(workflow))
+                self.diagnostics.extend(check_workflow(workflow, self.references))
         if self.diagnostics or workflow is None:
             raise WorkflowError(self.diagnostics)
         return workflow
@@ -1097,9 +1100,9 @@ class _Parser:
         """
         try:
             if expression:
-                expression_references(text)  # compiles it, and keeps what the planner needs
+                self.references[text, True] = expression_references(text)
             elif is_template(text):
-                template_references(text)
+                self.references[text, False] = template_references(text)
         except ExpressionError as exc:
             self.error(at if isinstance(at, Location) else at(exc.lineno), f"in {key!r}: {exc}")
 
