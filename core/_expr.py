@@ -10,30 +10,39 @@ four things in order:
    inside ``{{ }}`` and ``{% %}`` blocks of a template, anywhere in a bare
    expression, but never inside string literals, comments or ``{% raw %}``
    blocks. Line numbers are unchanged by the rewrite.
-2. **Parsing and the sandbox check.** The text is parsed once with
-   ``env.parse`` (or, for a bare expression, Jinja's expression parser) and
-   the AST is walked: attribute or item access to a name starting with ``_``
-   and ``{% import %}``/``{% include %}``/``{% extends %}`` are rejected with
-   :class:`SandboxError` before anything runs. The environment is an
-   :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (outputs are shared
-   between nodes and must never be mutated); whatever it still catches at
-   run time is re-raised as :class:`SandboxError` too.
+2. **Parsing, limits and the sandbox check.** The text is parsed once with
+   ``env.parse`` (or, for a bare expression, Jinja's expression parser); the
+   lexer's tokens pass :func:`._sandbox.limit_tokens` first, which stops a
+   text nesting too deeply before the recursive parser follows it. A text of
+   only ``{{ expr }}`` tags is assembled from its expressions instead, each
+   parsed and checked once however often it recurs (plain paths without
+   Jinja's lexer at all); the tree is the one Jinja would build. The tree is
+   then walked, iteratively and first: deeper than MAX_EXPRESSION_DEPTH,
+   an unknown filter or test, attribute or item access to a name starting
+   with ``_`` and ``{% import %}``/``{% include %}``/``{% extends %}`` are
+   rejected before anything else walks it. The environment is the bounded
+   :class:`~._sandbox.SafeEnvironment` (an ``ImmutableSandboxedEnvironment``:
+   outputs are shared between nodes and must never be mutated); whatever it
+   catches at run time is re-raised as :class:`SandboxError` too.
 3. **Reference extraction.** The same AST yields :class:`References`: the
    free names a text reads and the literal node ids of ``nodes['x']``,
    ``nodes.x`` and ``nodes.get('x')``. The planner turns them into edges.
-4. **Code generation.** A text that is exactly one ``{{ expr }}`` (ignoring
-   surrounding whitespace) is compiled like ``env.compile_expression`` from
-   the already-parsed AST, so rendering returns the *native* value (a list
-   stays a list). Any other template renders to a string. A text with no
-   template syntax at all is *static*: rendering returns it unchanged without
-   touching Jinja.
+4. **Code generation, on first use.** A text that is exactly one
+   ``{{ expr }}`` (ignoring surrounding whitespace) is compiled like
+   ``env.compile_expression`` from the already-parsed AST, so rendering
+   returns the *native* value (a list stays a list). Any other template
+   renders to a string. Generating and compiling the Python code waits for
+   the first render: reading a workflow only parses and checks. A text with
+   no template syntax at all is *static*: rendering returns it unchanged
+   without touching Jinja.
 
 Undefined names and attributes fail loudly (``StrictUndefined``), including
 an undefined value returned as, or directly inside, a native result.
 Lazy results (generators from ``map``/``select``, ``range``) are materialised
-as lists so that an output can be read more than once. No raw Jinja exception
-escapes this module: compile problems raise :class:`ExpressionError` with
-``lineno``; evaluation problems raise it chained from the cause.
+as lists so that an output can be read more than once. Every render or
+evaluation runs inside one :func:`._sandbox.evaluation` budget. No raw Jinja
+exception escapes this module: compile problems raise :class:`ExpressionError`
+with ``lineno``; evaluation problems raise it chained from the cause.
 """
 
 from __future__ import annotations

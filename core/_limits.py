@@ -59,8 +59,9 @@ MAX_SIZE = 10_000_000
 #: Steps one evaluation may take: a loop iteration or a filter is one, a call
 #: (a macro, method or function) ten, for a call costs about ten times as much.
 MAX_STEPS = 1_000_000
-#: Characters and items one evaluation may create in all: every string, list or dict an
-#: operator, filter, call or piece of output creates counts its size.
+#: Characters and items one evaluation may create or read in all: every string, list or
+#: dict an operator, filter, call or piece of output creates counts its size, and so
+#: does every value a comparison, ``in``, a slice, a filter or a test reads.
 MAX_WORK = 50_000_000
 #: Calls (macros, methods, functions) nested inside one another while rendering.
 MAX_CALL_DEPTH = 64

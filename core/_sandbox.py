@@ -22,26 +22,36 @@ to run time). Validating a workflow never evaluates a template.
 evaluation of an expression) carries a :class:`Budget` in a context
 variable. Every operation that can grow a value estimates what it would
 create *before* creating it and refuses past :data:`~._limits.MAX_SIZE`
-characters or items: ``*`` (by the operand's expanded size, shared
-references counted as often as they appear), ``**`` and ``*`` on integers
-(at most :data:`~._limits.MAX_DIGITS` digits), ``%`` and ``format`` (the sum
-of widths and precisions; ``*`` widths are refused), ``str.format`` fields,
-``center``/``indent``/``wordwrap``/``replace``/``join``/``batch``/``slice``/
-``tojson``/``pprint``, string methods such as ``ljust``, ``zfill``,
-``expandtabs``, ``replace`` and ``join``, and any integer argument of a
-built-in method. Turning a value into text (output, ``~``, string filters)
-first checks its expanded size, so a value that shares one big list a
-million times cannot explode when printed. Loop iterations and calls count
-against :data:`~._limits.MAX_STEPS`, created sizes against
-:data:`~._limits.MAX_WORK`, nested calls against
+characters or items: ``*`` and ``+`` on strings and lists, ``**`` and ``*``
+on integers (at most :data:`~._limits.MAX_DIGITS` digits), ``%`` and
+``format`` (the sum of widths and precisions; ``*`` widths are refused),
+``str.format`` fields, ``center``/``indent``/``wordwrap``/``replace``/
+``join``/``batch``/``slice``/``tojson``/``pprint``, string methods such as
+``ljust``, ``zfill``, ``expandtabs``, ``replace`` and ``join``, and any
+integer argument of a built-in. A value may share one part many times
+(``[big] * 1000`` is one list of 1000 references), so turning a value into
+text (output, ``~``, string filters) first measures its *expanded* size
+(:func:`measure`, linear in its distinct parts), and a native result whose
+sharing would add more than MAX_SIZE when written out (a snapshot, JSON)
+is refused (:func:`check_result`). Loop iterations, filters and calls count
+against :data:`~._limits.MAX_STEPS`; what is created, and what is read by an
+operation whose cost grows with it (a comparison, ``in``, a slice, a filter
+or test on a value, ``str.count`` and the like), against
+:data:`~._limits.MAX_WORK`; nested calls against
 :data:`~._limits.MAX_CALL_DEPTH`. Past any limit, :class:`LimitExceeded` (a
 ``SecurityError``) is raised, which :mod:`._expr` reports as
 :class:`~._errors.SandboxError`.
 
-Hooks the generated code calls (:class:`_CodeGenerator` emits them):
-``environment.text`` around every piece of output, ``environment.join_text``
-for ``~``, ``environment.tick`` at the top of every loop body and in a loop's
-``if`` filter.
+**Static limits.** :func:`limit_tokens` sits between Jinja's lexer and its
+parser (the environment's ``_tokenize``) and stops a template that nests
+too deeply before the recursive-descent parser follows it.
+
+Hooks the generated code calls (:class:`_CodeGenerator` and
+:func:`instrument` emit them): ``environment.text`` around every piece of
+output, ``environment.join_text`` for ``~``, ``environment.read`` around
+each operand of a comparison, ``environment.cut`` for a slice, and
+``environment.tick`` (a property) at the top of every loop body and in a
+loop's ``if`` filter.
 """
 
 from __future__ import annotations
@@ -57,11 +67,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS
 from jinja2.lexer import TokenStream
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.tests import TESTS
 from jinja2.utils import Namespace, pass_environment
 from markupsafe import EscapeFormatter, Markup
 
@@ -86,6 +97,7 @@ __all__ = [
     "evaluation",
     "expanded_size",
     "instrument",
+    "limit_tokens",
     "measure",
 ]
 
@@ -111,8 +123,8 @@ class _NotEvaluating(Exception):
 class Budget:
     """What one evaluation has used so far."""
 
-    steps: int = 0  # loop iterations and calls
-    work: int = 0  # characters and items created
+    steps: int = 0  # loop iterations and filters (one each), calls (CALL_STEPS each)
+    work: int = 0  # characters and items created, or read by a scan
     depth: int = 0  # calls currently nested
 
     def step(self, steps: int = 1) -> None:
@@ -126,7 +138,7 @@ class Budget:
         self.work += amount
         if self.work > MAX_WORK:
             raise LimitExceeded(
-                f"too much work: more than {MAX_WORK:,} characters and items created"
+                f"too much work: more than {MAX_WORK:,} characters and items created or read"
             )
 
 
@@ -452,21 +464,60 @@ _FILTER_CHECKS: dict[str, FilterCheck] = {
 }
 
 
+#: Filters whose cost does not grow with their value: they are not charged its size.
+_CONSTANT_FILTERS = frozenset(
+    {
+        "length",
+        "count",
+        "first",
+        "last",
+        "default",
+        "d",
+        "attr",
+        "random",
+        "abs",
+        "int",
+        "float",
+        "round",
+        "filesizeformat",
+        "safe",
+    }
+)
+
+
 def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` refusing to run outside an evaluation, checked before and charged after."""
+    """``func`` refusing to run outside an evaluation, checked before it runs, charged for
+    the value it reads (it may scan it) and for what it creates."""
     passes = getattr(func, "jinja_pass_arg", None) is not None
     check = _FILTER_CHECKS.get(name)
+    scans = name not in _CONSTANT_FILTERS
     what = f"the {name!r} filter"
 
     @functools.wraps(func)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         budget = _budget()
         budget.step()
-        if check is not None:
-            values = args[1:] if passes else args
-            if values:
+        values = args[1:] if passes else args
+        if values:
+            if scans:
+                budget.charge(_size(values[0]))
+            if check is not None:
                 check(values[0], values[1:], kwargs)
         return _created(func(*args, **kwargs), what)
+
+    return bounded
+
+
+def _bounded_test(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A test, refusing to run outside an evaluation and charged for what it reads."""
+    passes = getattr(func, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        budget = _budget()
+        budget.step()
+        budget.charge(sum(_size(value) for value in (args[1:] if passes else args)))
+        return func(*args, **kwargs)
 
     return bounded
 
@@ -540,6 +591,9 @@ _BUILTIN_CALLABLES = (
 )
 
 
+_SCANNING_METHODS = frozenset({"count", "index", "rindex", "find", "rfind"})
+
+
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """Refuse a call to a built-in that would create too much; returns the args to use."""
     if not isinstance(obj, _BUILTIN_CALLABLES):
@@ -551,9 +605,11 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
                 f"{MAX_SIZE:,}"
             )
     owner = getattr(obj, "__self__", None)
+    name = getattr(obj, "__name__", "")
+    if isinstance(owner, _SEQUENCES) and (name in _SCANNING_METHODS or name.startswith("is")):
+        _budget().charge(len(owner))  # they read the whole value for a small result
     if not isinstance(owner, _TEXT):
         return args
-    name = getattr(obj, "__name__", "")
     what = f"{type(owner).__name__}.{name}"
     if name == "join" and args:
         items: list[Any] = []
@@ -708,6 +764,32 @@ class _CodeGenerator(CodeGenerator):
     def _output_const_repr(self, group: Iterable[Any]) -> str:
         return f"environment.text({super()._output_const_repr(group)})"
 
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        # Jinja slices with Python's [a:b:c]: here the copy is charged.
+        self.write("environment.cut(")
+        self.visit(node.node, frame)
+        for part in (node.arg.start, node.arg.stop, node.arg.step):
+            self.write(", ")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+        self.write(")")
+
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        # Comparing and ``in`` read their operands: each is charged its size.
+        self.write("(environment.read(")
+        self.visit(node.expr, frame)
+        self.write(")")
+        for operand in node.ops:
+            self.write(f" {operators[operand.op]} environment.read(")
+            self.visit(operand.expr, frame)
+            self.write(")")
+        self.write(")")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.join_text((")
         for arg in node.nodes:
@@ -755,6 +837,8 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         filters["sum"] = _sum
         filters["join"] = _join
         self.filters = {name: _bounded_filter(name, func) for name, func in filters.items()}
+        tests: dict[str, Any] = dict(TESTS)
+        self.tests = {name: _bounded_test(func) for name, func in tests.items()}
 
     def _tokenize(
         self,
@@ -824,6 +908,17 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         code pays an attribute load per iteration, not a call."""
         _budget().step()
         return True
+
+    def cut(self, value: Any, start: Any, stop: Any, step: Any) -> Any:
+        """``value[start:stop:step]``, charged the size of the copy it makes."""
+        part = value[start:stop:step]
+        _budget().charge(_size(part))
+        return part
+
+    def read(self, value: Any) -> Any:
+        """An operand of a comparison or ``in``: charged its size, returned as it is."""
+        _budget().charge(_size(value))
+        return value
 
     def text(self, value: Any) -> str:
         """One piece of output as text, checked and charged."""

@@ -211,7 +211,31 @@ BOMBS = [
     ("{{ ([[1] * 1000] * 1000) | sum(start=[]) | length }}", r"too much work|this sum would"),
     ("{{ [1] | tojson(indent=10**9) }}", r"would create 1,000,000,000"),
     ("{{ ('x' * 9000000) ~ ('y' * 9000000) }}", r"'~' would create 18,000,000 characters"),
-    ("{{ (range(100000) | list) * 200 }}", r"repeating a list 200 times would create"),
+    ("{{ (range(100000) | list) * 200 }}", r"repeating a list 200 times would create 20,000,000"),
+    ("{{ [1] | batch(100000, 'x' * 1000) | list }}", r"this result repeats shared values"),
+    ("{{ dict.fromkeys(range(100000), 'y' * 1000) }}", r"this result repeats shared values"),
+    (
+        "{% set big = 'x' * 1000 %}{{ [big] | batch(100000, big) | list }}",
+        r"printing this value would create",
+    ),
+    # Work that reads a big value again and again, without creating anything big.
+    *[
+        (
+            "{% set a = 'x' * 9000000 %}{% set b = 'x' * 9000000 %}"
+            f"{{% for i in range(100000) %}}{{{{ {reading} }}}}{{% endfor %}}",
+            r"too much work: more than 50,000,000 characters and items created or read",
+        )
+        for reading in (
+            "a[1:] | length",
+            "a == b",
+            "'y' in a",
+            "a | wordcount",
+            "a.count('y')",
+            "a.find('y')",
+            "a is lower",
+            "a | upper | length",
+        )
+    ],
 ]
 
 
@@ -281,6 +305,11 @@ def test_values_within_the_limits_render_normally() -> None:
     assert render("{% for x in xs if x > 1 %}{{ x }}{% endfor %}") == "23"
     assert render("{% macro m(n) %}{{ n }}{% endmacro %}{{ m(1) }}{{ m(2) }}") == "12"
     assert render("{{ range(100000) | length }}") == 100_000
+    assert render("{{ 'abcdef'[1:4] ~ 'abcdef'[::2] }}") == "bcdace"
+    assert render("{{ xs[::-1] }}") == [3, 2, 1]
+    assert render("{{ 10**10**10 }}") == 10**100  # Jinja's ** groups from the left
+    big = "x" * 9_000_000
+    assert render("{% for i in range(3) %}{{ b | length }}{% endfor %}", b=big) == "9000000" * 3
 
 
 def test_each_evaluation_has_its_own_budget() -> None:
