@@ -238,6 +238,8 @@ class _Element:
     attrs: dict[str, str]
     children: list[_Element] = field(default_factory=list)
     text: list[_TextRun] = field(default_factory=list)
+    #: Where each attribute's name is written, found on first use (see ``attr_loc``).
+    attr_locs: dict[str, Location] | None = None
 
     @property
     def name(self) -> str:
@@ -507,19 +509,21 @@ def _to_duration(value: object, key: str) -> float:
     try:
         return parse_duration(value)
     except ValueError:
-        raise _Invalid(f"invalid duration {value!r} for {key!r}: {_DURATION_HINT}") from None
+        raise _Invalid(f"invalid duration {_shown(value)} for {key!r}: {_DURATION_HINT}") from None
 
 
 def _to_choice(value: object, key: str, choices: tuple[str, ...]) -> str:
     if isinstance(value, str) and value in choices:
         return value
-    raise _Invalid(f"invalid value {value!r} for {key!r}: expected one of {', '.join(choices)}")
+    raise _Invalid(
+        f"invalid value {_shown(value)} for {key!r}: expected one of {', '.join(choices)}"
+    )
 
 
 def _to_bool(value: object, key: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise _Invalid(f"invalid value {value!r} for {key!r}: expected true or false")
+    raise _Invalid(f"invalid value {_shown(value)} for {key!r}: expected true or false")
 
 
 def _matches_type(value: object, type_: ConfigType) -> bool:
@@ -1006,14 +1010,19 @@ class _Parser:
     # -- element helpers ---------------------------------------------------------------
 
     def attr_loc(self, element: _Element, name: str) -> Location:
-        """Where attribute ``name`` of ``element`` is written, or the element's start."""
-        offset = self.line_offsets[element.loc.line - 1] + element.loc.column - 1
-        position = offset + 1 + len(element.tag)
-        while match := _ATTRIBUTE.match(self.text, position):
-            if match.group(1) == name:
-                return self.offset_loc(match.start(1))
-            position = match.end()
-        return element.loc
+        """Where attribute ``name`` of ``element`` is written, or the element's start.
+
+        The start tag is rescanned once per element, however many attributes
+        are looked up (an element may have thousands).
+        """
+        if element.attr_locs is None:
+            element.attr_locs = {}
+            offset = self.line_offsets[element.loc.line - 1] + element.loc.column - 1
+            position = offset + 1 + len(element.tag)
+            while match := _ATTRIBUTE.match(self.text, position):
+                element.attr_locs.setdefault(match.group(1), self.offset_loc(match.start(1)))
+                position = match.end()
+        return element.attr_locs.get(name, element.loc)
 
     def offset_loc(self, offset: int) -> Location:
         index = bisect.bisect_right(self.line_offsets, offset) - 1
@@ -1026,7 +1035,7 @@ class _Parser:
                 expected = f"expected one of {', '.join(allowed)}" if allowed else "it takes none"
                 self.error(
                     self.attr_loc(element, name),
-                    f"unknown attribute {name!r} on {element.name}; {expected}",
+                    f"unknown attribute {_shown(name)} on {element.name}; {expected}",
                 )
 
     def check_no_text(self, element: _Element) -> None:
@@ -1172,7 +1181,7 @@ class _Parser:
         if not _NODE_ID.fullmatch(node_id):
             self.error(
                 loc,
-                f"invalid id {node_id!r}: expected a letter or digit first, "
+                f"invalid id {_shown(node_id)}: expected a letter or digit first, "
                 "then letters, digits, '_', '.' or '-'",
             )
         elif node_id in RESERVED_NAMES:

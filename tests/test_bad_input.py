@@ -560,3 +560,32 @@ def test_mutated_workflow_text_parses_or_raises_a_wavecrest_error(
         assert "\n" not in str(diagnostic)
         assert diagnostic.line >= 1
         assert diagnostic.column >= 1
+
+
+@pytest.mark.parametrize("count", [2_000, 20_000])
+def test_an_element_with_thousands_of_attributes_is_read_in_linear_time(count: int) -> None:
+    """Each attribute's position is found once per element (it used to be once per lookup)."""
+    attributes = " ".join(f'a{i}="v"' for i in range(count))
+    text = (
+        f'---\nname: x\n---\n<workflow>\n  <loop id="l" max="1" {attributes}>\n'
+        '    <delay id="d" duration="0"/>\n  </loop>\n</workflow>\n'
+    )
+    started = time.monotonic()
+    with pytest.raises(WorkflowError) as caught:
+        parse_workflow(text)
+    assert time.monotonic() - started < 30  # quadratic took minutes at 20,000
+    assert len(caught.value.diagnostics) == count
+    line = text.splitlines()[4]
+    last = caught.value.diagnostics[-1]
+    assert (last.line, last.column) == (5, line.index(f" a{count - 1}=") + 2)
+
+
+def test_long_values_are_shortened_in_one_line_messages() -> None:
+    with pytest.raises(WorkflowError) as caught:
+        parse_workflow(
+            f'---\nname: x\n---\n<workflow>\n  <delay id="d" duration="{"9" * 5000}s"/>\n'
+            "</workflow>\n"
+        )
+    [diagnostic] = caught.value.diagnostics
+    assert len(str(diagnostic)) < 200
+    assert "(5001 characters)" in str(diagnostic)
