@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -285,7 +286,7 @@ def _wavecrest(*argv: str | Path, env: dict[str, str], tty_stdout: bool = False)
         proc = subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env=env)
         os.close(follower)
         chunks = []
-        while True:
+        while select.select([leader], [], [], 60)[0]:  # a hung process fails, not blocks
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the terminal is closed once the process exits
