@@ -4,10 +4,18 @@ Exit status: 0 completed, 1 the workflow failed (or timed out), 2 bad input
 (a workflow file, an argument, a config value, a snapshot), 3 paused at a
 checkpoint, 130 interrupted (the snapshot is saved and the run resumable).
 
-Only machine-readable output (``--json``, ``plan --format json|dot``) goes to
-stdout; progress, summaries, warnings and errors go to stderr. Bad input is
-reported in one line per problem — ``FILE:LINE:COL: error: MESSAGE`` for
-workflow files, ``wavecrest: error: MESSAGE`` otherwise — never as a traceback.
+A command's *result* goes to stdout, so it can be piped (``wavecrest runs |
+grep failed``): the plan in every format, ``validate``'s verdicts, the
+``runs`` table, the ``inspect`` view, ``run``/``resume``'s final summary (the
+status line, the node table, the errors, the snapshot line) and ``--version``.
+*Diagnostics* go to stderr: progress, live logs, hints, warnings and errors.
+With ``--json`` (or ``plan --format json|dot|html``) stdout holds exactly that
+one document; ``report`` and ``plan -o FILE`` print the path of the file they
+wrote. Commands write through :class:`Streams`, which keeps the two apart
+and gives each its own console, so colours appear only on a stream that is a
+terminal (and never under ``NO_COLOR``). Bad input is reported in one line
+per problem — ``FILE:LINE:COL: error: MESSAGE`` for workflow files,
+``wavecrest: error: MESSAGE`` otherwise — never as a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from rich.text import Text
 from wavecrest.core import (
     Plan,
     RunResult,
@@ -44,15 +53,52 @@ from ._console import (
     print_errors,
     print_nodes,
     print_summary,
+    status_text,
     with_pending,
 )
 from ._logging import EVENTS, LIBRARY, NODES
 from ._prepare import default_state_dir, find_snapshot
 from ._runtime import Runtime
 
-__all__ = ["main"]
+__all__ = ["Streams", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Streams:
+    """Where a command writes: its result to stdout, its diagnostics to stderr.
+
+    ``out`` and ``err`` are rich consoles on the two streams, each deciding
+    on colour for its own stream (a terminal and no ``NO_COLOR``). Commands
+    print what they produce with :meth:`result` (or :meth:`document` for a
+    machine-readable document), and progress, hints and warnings with
+    :meth:`diagnostic`; :meth:`error` is the one-line ``wavecrest: error:``.
+    """
+
+    def __init__(self) -> None:
+        self.out = make_console(sys.stdout)
+        self.err = make_console(sys.stderr)
+
+    def result(self, *objects: Any) -> None:
+        """Print part of the command's result (text or a rich renderable) on stdout."""
+        self.out.print(*objects)
+
+    def document(self, text: str) -> None:
+        """Write a machine-readable document (JSON, DOT) on stdout, exactly as given."""
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+    def diagnostic(self, *objects: Any) -> None:
+        """Print a diagnostic (a hint, a note, a warning) on stderr."""
+        self.err.print(*objects)
+
+    def error(self, message: str) -> None:
+        """Report an error on stderr as one ``wavecrest: error: MESSAGE`` line."""
+        _error(message)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=repr, ensure_ascii=False)
 
 
 class _ArgumentError(Exception):
@@ -182,20 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    console = make_console()
+    streams = Streams()
     try:
         args = _parser().parse_args(argv)
         if args.version:
             from importlib.metadata import version
 
-            print(f"wavecrest {version('wavecrest')}", file=sys.stderr)
+            streams.result(f"wavecrest {version('wavecrest')}")
             return EXIT_OK
         if args.command is None:
             raise _ArgumentError(
                 "a command is required: validate, plan, run, resume, inspect, runs or report"
             )
         handler = _COMMANDS[args.command]
-        return handler(args, console)
+        return handler(args, streams)
     except _ArgumentError as exc:
         _error(f"{exc} (see wavecrest --help)")
         return EXIT_INPUT
@@ -220,7 +266,8 @@ def _error(message: str) -> None:
 # --- validate and plan ------------------------------------------------------------
 
 
-def _validate(args: argparse.Namespace, console: Any) -> int:
+def _validate(args: argparse.Namespace, streams: Streams) -> int:
+    """An ``ok`` verdict per good file on stdout; each bad file's diagnostics on stderr."""
     status = EXIT_OK
     for file in args.files:
         try:
@@ -231,48 +278,48 @@ def _validate(args: argparse.Namespace, console: Any) -> int:
             status = EXIT_INPUT
             continue
         count = sum(1 for _ in workflow.iter_nodes())
-        console.print(f"{file}: ok ({workflow.name}, {count} nodes)")
+        streams.result(f"{file}: ok ({workflow.name}, {count} nodes)")
     return status
 
 
-def _plan(args: argparse.Namespace, console: Any) -> int:
+def _plan(args: argparse.Namespace, streams: Streams) -> int:
     if args.output is not None and args.format != "html":
         raise _ArgumentError("-o/--output needs --format html")
     workflow = load_workflow(args.file)
     planned = plan(workflow)
     if args.format == "html":
-        return _plan_html(planned, args.output)
+        return _plan_html(planned, args.output, streams)
     mode = args.mode or workflow.runtime.mode or "eager"
     if args.format == "json":
-        print(planned.render_json())
+        streams.document(planned.render_json())
     elif args.format == "dot":
-        sys.stdout.write(planned.render_dot())
+        streams.document(planned.render_dot())
     else:
-        print(planned.render_text(mode), file=sys.stderr)
+        streams.result(planned.render_text(mode))
     return EXIT_OK
 
 
-def _plan_html(planned: Plan, output: str | None) -> int:
+def _plan_html(planned: Plan, output: str | None, streams: Streams) -> int:
     from ._report import render_plan_report, write_text
 
     page = render_plan_report(planned)
     if output is None:
-        sys.stdout.write(page)
+        streams.document(page)
     else:
         write_text(Path(output), page)
-        print(output)
+        streams.document(output)
     return EXIT_OK
 
 
 # --- run and resume ----------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace, console: Any) -> int:
+def _run(args: argparse.Namespace, streams: Streams) -> int:
     workflow = load_workflow(args.file)
     config = parse_assignments(args.set, option="--set")
     secrets = parse_assignments(args.secret, option="--secret")
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-    progress = make_progress(console, quiet=args.quiet, total=0, verbose=args.verbose)
+    progress = make_progress(streams.err, quiet=args.quiet, total=0, verbose=args.verbose)
     with Runtime(
         max_concurrency=args.max_concurrency or workflow.runtime.max_concurrency or 8
     ) as runtime:
@@ -293,16 +340,16 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     if progress is not None:
         progress.close()
     return _report(
-        args, console, result, interrupted, workflow_file=args.file, planned=plan(workflow)
+        args, streams, result, interrupted, workflow_file=args.file, planned=plan(workflow)
     )
 
 
-def _resume(args: argparse.Namespace, console: Any) -> int:
+def _resume(args: argparse.Namespace, streams: Streams) -> int:
     config = parse_assignments(args.set, option="--set")
     secrets = parse_assignments(args.secret, option="--secret")
     approve = True if args.approve else False if args.reject else None
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-    progress = make_progress(console, quiet=args.quiet, total=0, verbose=args.verbose)
+    progress = make_progress(streams.err, quiet=args.quiet, total=0, verbose=args.verbose)
     with Runtime() as runtime:
         handle = runtime.resume(
             args.run,
@@ -316,10 +363,13 @@ def _resume(args: argparse.Namespace, console: Any) -> int:
         if handle.done() and handle.status == "completed":
             if progress is not None:
                 progress.close()
-            console.print(f"run {handle.run_id} already completed; nothing to do")
+            note = f"run {handle.run_id} already completed; nothing to do"
             result = handle.result()
             if args.json:
-                print(json.dumps(result.to_json(), default=repr, ensure_ascii=False))
+                streams.diagnostic(note)
+                streams.document(_json(result.to_json()))
+            else:
+                streams.result(note)
             return EXIT_OK
         result, interrupted = _wait(handle)
     if progress is not None:
@@ -329,7 +379,7 @@ def _resume(args: argparse.Namespace, console: Any) -> int:
         record = read_snapshot(result.snapshot_path)
         workflow_file = record.workflow_path if args.append_log else None
         planned = _plan_of(record)
-    return _report(args, console, result, interrupted, workflow_file=workflow_file, planned=planned)
+    return _report(args, streams, result, interrupted, workflow_file=workflow_file, planned=planned)
 
 
 def _plan_of(record: Any) -> Plan | None:
@@ -371,54 +421,55 @@ def _wait(handle: Any) -> tuple[RunResult, bool]:
 
 def _report(
     args: argparse.Namespace,
-    console: Any,
+    streams: Streams,
     result: RunResult,
     interrupted: bool,
     *,
     workflow_file: str | None,
     planned: Plan | None = None,
 ) -> int:
+    """The run's result on stdout (its summary, or ``--json``); what to do next on stderr."""
     if args.json:
-        print(json.dumps(result.to_json(), default=repr, ensure_ascii=False))
+        streams.document(_json(result.to_json()))
     elif not args.quiet:
-        print_summary(console, result, planned=planned)
+        print_summary(streams.out, result, planned=planned)
     elif result.errors:
         # Quiet means no progress and no summary, but a failure is never silent.
-        print_errors(console, result.errors)
+        print_errors(streams.err, result.errors)
     if getattr(args, "append_log", False) and workflow_file:
         from wavecrest.core._execlog import append_execution_log
 
         try:
             append_execution_log(workflow_file, result)
         except (OSError, WavecrestError) as exc:
-            _error(f"could not append to the Execution Log of {workflow_file}: {exc}")
+            streams.error(f"could not append to the Execution Log of {workflow_file}: {exc}")
     if interrupted and result.status == "cancelled":
         if result.snapshot_path:
-            console.print(f"resume with: wavecrest resume {result.run_id}")
+            streams.diagnostic(f"resume with: wavecrest resume {result.run_id}")
         return EXIT_INTERRUPTED
     if result.status == "completed":
         return EXIT_OK
     if result.status == "paused":
-        console.print(
+        streams.diagnostic(
             f"paused: {result.reason}; continue with: wavecrest resume {result.run_id} --approve"
             " (or --reject)"
         )
         return EXIT_PAUSED
     if result.status == "cancelled" and result.snapshot_path:
-        console.print(f"resume with: wavecrest resume {result.run_id}")
+        streams.diagnostic(f"resume with: wavecrest resume {result.run_id}")
     return EXIT_FAILED
 
 
 # --- inspect and runs ---------------------------------------------------------------
 
 
-def _inspect(args: argparse.Namespace, console: Any) -> int:
+def _inspect(args: argparse.Namespace, streams: Streams) -> int:
     path = find_snapshot(args.run, args.state_dir)
     record = read_snapshot(path)
     result = record.to_result(str(path))
     if args.json:
-        print(
-            json.dumps(
+        streams.document(
+            _json(
                 {
                     "run_id": record.run_id,
                     "workflow": record.workflow,
@@ -449,25 +500,23 @@ def _inspect(args: argparse.Namespace, console: Any) -> int:
                         for p, r in record.results.items()
                     },
                     "errors": [e.to_dict() for e in record.errors],
-                },
-                default=repr,
-                ensure_ascii=False,
+                }
             )
         )
         return EXIT_OK
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.updated_at))
-    console.print(f"run {record.run_id} of {record.workflow}: {record.status} (updated {stamp})")
+    streams.result(f"run {record.run_id} of {record.workflow}: {record.status} (updated {stamp})")
     if record.reason:
-        console.print(f"  {record.reason}")
-    console.print(f"  snapshot: {path}")
+        streams.result(f"  {record.reason}")
+    streams.result(f"  snapshot: {path}")
     if record.workflow_path:
-        console.print(f"  workflow: {record.workflow_path}")
-    print_nodes(console, with_pending(result.nodes, _plan_of(record)))
-    print_errors(console, result.errors)
+        streams.result(f"  workflow: {record.workflow_path}")
+    print_nodes(streams.out, with_pending(result.nodes, _plan_of(record)))
+    print_errors(streams.out, result.errors)
     return EXIT_OK
 
 
-def _runs(args: argparse.Namespace, console: Any) -> int:
+def _runs(args: argparse.Namespace, streams: Streams) -> int:
     root = Path(args.state_dir) if args.state_dir else default_state_dir()
     found: list[dict[str, Any]] = []
     unreadable = 0
@@ -476,7 +525,7 @@ def _runs(args: argparse.Namespace, console: Any) -> int:
             record = read_snapshot(path)
         except SnapshotError as exc:
             unreadable += 1
-            _error(str(exc))
+            streams.error(str(exc))
             continue
         found.append(
             {
@@ -490,24 +539,26 @@ def _runs(args: argparse.Namespace, console: Any) -> int:
         )
     found.sort(key=lambda r: (r["workflow"], -r["created_at"]))
     if args.json:
-        print(json.dumps(found, ensure_ascii=False))
+        streams.document(json.dumps(found, ensure_ascii=False))
         return EXIT_INPUT if unreadable else EXIT_OK
     if not found:
-        console.print(f"no runs in {root}")
+        # Like an empty listing elsewhere: nothing on stdout, a note for people.
+        streams.diagnostic(f"no runs in {root}")
     current = None
     for run in found:
         if run["workflow"] != current:
             current = run["workflow"]
-            console.print(f"{current}:")
+            streams.result(f"{current}:")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created_at"]))
-        console.print(f"  {run['run_id']}  {run['status']:<10} {stamp}")
+        line = Text.assemble(f"  {run['run_id']}  ", status_text(run["status"], 10), f" {stamp}")
+        streams.result(line)
     return EXIT_INPUT if unreadable else EXIT_OK
 
 
-def _report_run(args: argparse.Namespace, console: Any) -> int:
+def _report_run(args: argparse.Namespace, streams: Streams) -> int:
     from ._report import write_report
 
-    print(write_report(args.run, args.output, state_dir=args.state_dir))
+    streams.document(str(write_report(args.run, args.output, state_dir=args.state_dir)))
     return EXIT_OK
 
 

@@ -1,9 +1,12 @@
 """What the CLI shows people: progress while a run goes, a summary when it ends.
 
-Everything here writes to stderr; stdout is reserved for machine-readable
-output. When stderr is a terminal (and ``--quiet`` is not given) a rich live
-display shows nodes done, running and failed with the elapsed time; otherwise
-progress is plain lines, one per notable event. ``NO_COLOR`` turns colours off.
+Each function writes to the console it is given. The CLI gives progress the
+console on stderr (it is a diagnostic) and summaries, tables and views the
+console on stdout (they are the command's result). When stderr is a terminal
+(and ``--quiet`` is not given) a rich live display shows nodes done, running
+and failed with the elapsed time; otherwise progress is plain lines, one per
+notable event. A console colours its output only when its own stream is a
+terminal, and never under ``NO_COLOR``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from wavecrest.core._events import (
     RunStarted,
 )
 
-__all__ = ["PlainProgress", "RichProgress", "make_console", "make_progress", "print_summary"]
+__all__ = [
+    "PlainProgress",
+    "RichProgress",
+    "make_console",
+    "make_progress",
+    "print_summary",
+    "status_text",
+]
 
 _STATUS_STYLE = {
     "completed": "bold green",
@@ -48,14 +58,25 @@ _STATUS_STYLE = {
 
 
 def make_console(stream: IO[str] | None = None) -> Console:
-    """A rich console on stderr that honours ``NO_COLOR`` and non-terminal output."""
+    """A rich console on ``stream`` (default stderr): colours only if it is a terminal.
+
+    ``NO_COLOR`` turns colours off. Text is printed as it is: no console
+    markup or emoji codes, so ``[x]`` in a node path or an output stays as written.
+    """
     stream = stream if stream is not None else sys.stderr
     return Console(
         file=stream,
         no_color=bool(os.environ.get("NO_COLOR")),
         highlight=False,
+        markup=False,
+        emoji=False,
         soft_wrap=True,
     )
+
+
+def status_text(status: str, width: int = 0) -> Text:
+    """``status`` padded to ``width``, in its colour (``failed`` is red, ...)."""
+    return Text(f"{status:<{width}}", style=_STATUS_STYLE.get(status, ""))
 
 
 def short(value: Any, width: int = 60) -> str:

@@ -18,8 +18,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
-
+from . import _yaml
 from ._errors import ConfigError
 from ._model import ConfigField, Workflow
 
@@ -101,8 +100,8 @@ def _parse_text(field: ConfigField, text: str) -> Any:
             except ValueError:
                 return text
     try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
+        parsed = _yaml.load(text)
+    except _yaml.YAMLError:
         return text
     if kind == "any":
         return parsed if parsed is not None or stripped in ("null", "~") else text

@@ -59,7 +59,7 @@ class ExpressionError(WavecrestError):
 
 
 class SandboxError(ExpressionError):
-    """Raised when an expression tries to leave the sandbox (dunder access, imports)."""
+    """Raised when an expression tries to leave the sandbox or to exceed its limits."""
 
 
 class ConfigError(WavecrestError):

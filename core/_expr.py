@@ -10,48 +10,57 @@ four things in order:
    inside ``{{ }}`` and ``{% %}`` blocks of a template, anywhere in a bare
    expression, but never inside string literals, comments or ``{% raw %}``
    blocks. Line numbers are unchanged by the rewrite.
-2. **Parsing and the sandbox check.** The text is parsed once with
-   ``env.parse`` (or, for a bare expression, Jinja's expression parser) and
-   the AST is walked: attribute or item access to a name starting with ``_``
-   and ``{% import %}``/``{% include %}``/``{% extends %}`` are rejected with
-   :class:`SandboxError` before anything runs. The environment is an
-   :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (outputs are shared
-   between nodes and must never be mutated); whatever it still catches at
-   run time is re-raised as :class:`SandboxError` too.
+2. **Parsing, limits and the sandbox check.** The text is parsed once with
+   ``env.parse`` (or, for a bare expression, Jinja's expression parser); the
+   lexer's tokens pass :func:`._sandbox.limit_tokens` first, which stops a
+   text nesting too deeply before the recursive parser follows it. A text of
+   only ``{{ expr }}`` tags is assembled from its expressions instead, each
+   parsed and checked once however often it recurs (plain paths without
+   Jinja's lexer at all); the tree is the one Jinja would build. The tree is
+   then walked, iteratively and first: deeper than MAX_EXPRESSION_DEPTH,
+   an unknown filter or test, attribute or item access to a name starting
+   with ``_`` and ``{% import %}``/``{% include %}``/``{% extends %}`` are
+   rejected before anything else walks it. The environment is the bounded
+   :class:`~._sandbox.SafeEnvironment` (an ``ImmutableSandboxedEnvironment``:
+   outputs are shared between nodes and must never be mutated); whatever it
+   catches at run time is re-raised as :class:`SandboxError` too.
 3. **Reference extraction.** The same AST yields :class:`References`: the
    free names a text reads and the literal node ids of ``nodes['x']``,
    ``nodes.x`` and ``nodes.get('x')``. The planner turns them into edges.
-4. **Code generation.** A text that is exactly one ``{{ expr }}`` (ignoring
-   surrounding whitespace) is compiled like ``env.compile_expression`` from
-   the already-parsed AST, so rendering returns the *native* value (a list
-   stays a list). Any other template renders to a string. A text with no
-   template syntax at all is *static*: rendering returns it unchanged without
-   touching Jinja.
+4. **Code generation, on first use.** A text that is exactly one
+   ``{{ expr }}`` (ignoring surrounding whitespace) is compiled like
+   ``env.compile_expression`` from the already-parsed AST, so rendering
+   returns the *native* value (a list stays a list). Any other template
+   renders to a string. Generating and compiling the Python code waits for
+   the first render: reading a workflow only parses and checks. A text with
+   no template syntax at all is *static*: rendering returns it unchanged
+   without touching Jinja.
 
 Undefined names and attributes fail loudly (``StrictUndefined``), including
 an undefined value returned as, or directly inside, a native result.
 Lazy results (generators from ``map``/``select``, ``range``) are materialised
-as lists so that an output can be read more than once. No raw Jinja exception
-escapes this module: compile problems raise :class:`ExpressionError` with
-``lineno``; evaluation problems raise it chained from the cause.
+as lists so that an output can be read more than once. Every render or
+evaluation runs inside one :func:`._sandbox.evaluation` budget. No raw Jinja
+exception escapes this module: compile problems raise :class:`ExpressionError`
+with ``lineno``; evaluation problems raise it chained from the cause.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
-from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2 import Undefined, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateAssertionError, TemplateSyntaxError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import _sandbox
 from ._errors import ExpressionError, SandboxError
+from ._limits import MAX_EXPRESSION_DEPTH
 
 __all__ = [
     "NO_REFERENCES",
@@ -62,8 +71,10 @@ __all__ = [
     "Template",
     "compile_expression",
     "compile_template",
+    "expression_references",
     "is_template",
     "render_value",
+    "template_references",
     "value_references",
 ]
 
@@ -86,6 +97,7 @@ SCOPE_NAMES: frozenset[str] = frozenset(
 """Names the runtime itself may put in a scope; any other free name is a node id."""
 
 _CACHE_SIZE = 4096
+_REFERENCES_CACHE_SIZE = 1 << 16
 
 
 # --- references -----------------------------------------------------------------------
@@ -130,31 +142,7 @@ NO_REFERENCES = References.EMPTY
 
 # --- the environment ------------------------------------------------------------------
 
-
-def _fromjson(text: str) -> Any:
-    """Parse a JSON document (``'[1, 2]' | fromjson``)."""
-    return json.loads(text)
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    """Serialise to JSON as a plain string, keeping key order and non-ASCII text."""
-    return json.dumps(value, indent=indent, ensure_ascii=False)
-
-
-def _make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        # A rendered value keeps its trailing newline, as static text does.
-        keep_trailing_newline=True,
-    )
-    env.filters["fromjson"] = _fromjson
-    # Jinja's own tojson HTML-escapes and returns Markup; workflows want plain JSON.
-    env.filters["tojson"] = _tojson
-    return env
-
-
-_ENV = _make_environment()
+_ENV = _sandbox.environment()
 _GLOBAL_NAMES = frozenset(_ENV.globals)
 
 #: Names a node id may not take: the scope names, Jinja's globals and its
@@ -265,19 +253,39 @@ def _check_attribute_argument(arg: nodes.Node) -> None:
                 raise _unsafe(part, arg.lineno)
 
 
-def _post_order(tree: nodes.Node) -> Iterator[nodes.Node]:
-    """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``."""
-    for child in tree.iter_child_nodes():
-        yield from _post_order(child)
-    yield tree
+def _post_order(tree: nodes.Node, kind: str, depth: int = 0) -> Iterator[nodes.Node]:
+    """Every node of ``tree``, children first: in ``a.b.c`` the ``a.b`` comes before ``.c``.
+
+    Iterative, and the first walk over a freshly parsed tree: it refuses a
+    tree deeper than MAX_EXPRESSION_DEPTH before any recursive walker (the
+    reference collector, Jinja's code generator, Python's compiler) sees it.
+    """
+    stack = [(tree, tree.iter_child_nodes())]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            yield node
+        elif len(stack) + depth >= MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(
+                f"{kind} too complex: it nests more than {MAX_EXPRESSION_DEPTH} levels deep "
+                f"(each operator, filter, call, attribute or bracket is a level) "
+                f"(line {child.lineno})",
+                lineno=child.lineno,
+            )
+        else:
+            stack.append((child, child.iter_child_nodes()))
 
 
-def _check_sandbox(tree: nodes.Node) -> None:
-    """Raise SandboxError for private attribute/item access or an import anywhere in ``tree``.
+def _check_tree(tree: nodes.Node, kind: str, depth: int = 0) -> None:
+    """Check a parsed template or expression before anything else walks or compiles it.
 
+    Raises ExpressionError for a tree nested too deeply or an unknown filter
+    or test, and SandboxError for private attribute/item access or an import.
     The first offence in reading order is reported.
     """
-    for node in _post_order(tree):
+    for node in _post_order(tree, kind, depth):
         if isinstance(node, nodes.Getattr | nodes.NSRef):
             if node.attr.startswith("_"):
                 raise _unsafe(node.attr, node.lineno)
@@ -286,6 +294,13 @@ def _check_sandbox(tree: nodes.Node) -> None:
             if isinstance(key, nodes.Const) and str(key.value).startswith("_"):
                 raise _unsafe(str(key.value), node.lineno)
         elif isinstance(node, nodes.Filter | nodes.Test):
+            table, what = (
+                (_ENV.filters, "filter") if isinstance(node, nodes.Filter) else (_ENV.tests, "test")
+            )
+            if node.name not in table:
+                # What Jinja's code generator would say; it now runs only on first use.
+                unknown = TemplateAssertionError(f"No {what} named {node.name!r}.", node.lineno)
+                raise _syntax_error(kind, unknown)
             if node.name in _ATTRIBUTE_FILTERS and node.args:
                 _check_attribute_argument(node.args[0])
             for keyword in node.kwargs:
@@ -374,6 +389,8 @@ class _ReferenceCollector:
             for default in node.defaults:
                 self.expression(default, bound)
             inner = bound | _MACRO_NAMES | {arg.name for arg in node.args}
+            if isinstance(node, nodes.Macro):
+                inner.add(node.name)  # a macro may call itself
             self.statements(node.body, inner)
             if isinstance(node, nodes.Macro):
                 bound.add(node.name)
@@ -459,9 +476,12 @@ def _one_line(message: str) -> str:
 def _syntax_error(kind: str, exc: TemplateSyntaxError) -> ExpressionError:
     """An ExpressionError for a Jinja compile-time error; ``lineno`` counts from 1 in the text."""
     # The code generator's errors (unknown filter) are not about syntax.
-    what = (
-        f"invalid {kind}" if isinstance(exc, TemplateAssertionError) else f"invalid {kind} syntax"
-    )
+    if isinstance(exc, _sandbox.TooComplex):
+        what = f"{kind} too complex"
+    elif isinstance(exc, TemplateAssertionError):
+        what = f"invalid {kind}"
+    else:
+        what = f"invalid {kind} syntax"
     detail = _one_line(exc.message or str(exc))
     return ExpressionError(f"{what}: {detail} (line {exc.lineno})", lineno=exc.lineno)
 
@@ -482,21 +502,26 @@ def _is_path(node: nodes.Node) -> bool:
 
 
 def _find_undefined(value: Any, depth: int) -> Undefined | None:
-    """An Undefined in ``value`` or in its list/tuple/dict items down to ``depth`` levels."""
-    if isinstance(value, Undefined):
-        return value
-    if depth <= 0:
-        return None
-    items: Iterable[Any]
-    if isinstance(value, dict):
-        items = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return None
-    for item in items:
-        if (found := _find_undefined(item, depth - 1)) is not None:
-            return found
+    """An Undefined in ``value`` or in its list/tuple/dict items down to ``depth`` levels.
+
+    Each container is looked into once, however often the value shares it.
+    """
+    seen: set[int] = set()
+    stack = [(value, depth)]
+    while stack:
+        item, levels = stack.pop()
+        if isinstance(item, Undefined):
+            return item
+        if levels <= 0 or id(item) in seen:
+            continue
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        seen.add(id(item))
+        stack.extend((child, levels - 1) for child in reversed(list(children)))
     return None
 
 
@@ -513,14 +538,16 @@ def _native_program(expr: nodes.Expr) -> Callable[[Mapping[str, Any]], Any]:
     with ``undefined_to_none=False`` so an undefined result raises instead of
     silently becoming None.
     """
-    assign = nodes.Assign(nodes.Name("result", "store"), expr, lineno=expr.lineno)
-    tree = nodes.Template([assign], lineno=1)
-    tree.set_environment(_ENV)
-    evaluate = TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
     # Path expressions return scope values (never holding Undefined) or one
     # Undefined; results built by literals or filters are scanned as deep as
     # the literals nest (at least one level, for ``map(attribute=...)``).
     depth = 0 if _is_path(expr) else max(1, _literal_depth(expr))
+    assign = nodes.Assign(nodes.Name("result", "store"), expr, lineno=expr.lineno)
+    tree = nodes.Template([assign], lineno=1)
+    tree.set_environment(_ENV)
+    evaluate = TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
+
+    path = _is_path(expr)
 
     def run(scope: Mapping[str, Any]) -> Any:
         value = evaluate(scope)
@@ -528,9 +555,16 @@ def _native_program(expr: nodes.Expr) -> Callable[[Mapping[str, Any]], Any]:
             value = list(value)
         if (undefined := _find_undefined(value, depth)) is not None:
             _raise_undefined(undefined)
+        if not path:  # a path returns a value from the scope: nothing new to check
+            _sandbox.check_result(value)
         return value
 
     return run
+
+
+def _text_program(tree: nodes.Template) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile a template AST to a function rendering it to a string."""
+    return _ENV.from_string(tree).render
 
 
 def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
@@ -549,45 +583,230 @@ def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
     return found
 
 
-def _parse_template(text: str, kind: str) -> nodes.Template:
+def _parse_template(text: str, kind: str) -> tuple[nodes.Template, References]:
+    """The checked tree of a template and what it reads."""
+    source = _rewrite_template(text)
     try:
-        tree = _ENV.parse(_rewrite_template(text))
+        parsed = _parse_outputs(source, kind)
+        if parsed is not None:
+            return parsed
+        tree = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise _syntax_error(kind, exc) from None
-    _check_sandbox(tree)
-    return tree
+    except RecursionError:  # pragma: no cover - the lexer's limits stop this first
+        raise _too_complex(kind) from None
+    _check_tree(tree, kind)
+    return tree, _collect_references(tree)
+
+
+def _parse_outputs(source: str, kind: str) -> tuple[nodes.Template, References] | None:
+    """What Jinja would parse from text that has only ``{{ expr }}`` tags, or None.
+
+    This is the common case (``path="{{ config.out }}/x.json"``), and most
+    such expressions recur across a workflow's nodes, so each one is parsed,
+    checked and has its references collected once
+    (:func:`_parse_output_expression`); the template's tree is assembled
+    around them: the same ``Output`` of ``TemplateData`` and expressions that
+    Jinja's parser builds (tests/test_expr.py compares the two). Anything
+    else (blocks, comments, whitespace control, a carriage return, an
+    unclosed tag, an expression Jinja would reject) returns None, and Jinja
+    parses the text itself.
+    """
+    if "{{" not in source or "{%" in source or "{#" in source or "\r" in source:
+        return None
+    pieces: list[nodes.Node] = []
+    references = References.EMPTY
+    position = line = 0  # line: the line breaks before ``position``
+    while (start := source.find("{{", position)) >= 0:
+        if start > position:
+            pieces.append(nodes.TemplateData(source[position:start], lineno=line + 1))
+            line += source.count("\n", position, start)
+        end = _output_end(source, start + 2)
+        if end is None:
+            return None  # unclosed or unbalanced: Jinja's to read and to word
+        code = source[start + 2 : end - 2]
+        if code[:1] in "-+" or code[-1:] in "-+":
+            return None  # whitespace control
+        parsed = _parse_output_expression(code, line, kind)
+        if parsed is None:
+            return None
+        expression, read = parsed
+        pieces.append(expression)
+        references |= read
+        line += source.count("\n", start, end)
+        position = end
+    if position < len(source):
+        pieces.append(nodes.TemplateData(source[position:], lineno=line + 1))
+    tree = nodes.Template([nodes.Output(pieces, lineno=1)], lineno=1)
+    tree.environment = _ENV
+    tree.body[0].environment = _ENV
+    for piece in pieces:
+        piece.environment = _ENV
+    return tree, references
+
+
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _output_end(source: str, position: int) -> int | None:
+    """The index after the ``}}`` closing the ``{{`` before ``position``, as Jinja's lexer
+    finds it (brackets balanced, string literals skipped); None if Jinja would complain."""
+    expected: list[str] = []
+    length = len(source)
+    while position < length:
+        char = source[position]
+        if char in "'\"":
+            position += 1
+            while position < length and source[position] != char:
+                position += 2 if source[position] == "\\" else 1
+            if position >= length:
+                return None
+        elif not expected and source.startswith("}}", position):
+            return position + 2
+        elif char in _PAIRS:
+            expected.append(_PAIRS[char])
+        elif char in ")]}" and (not expected or expected.pop() != char):
+            return None
+        position += 1
+    return None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parse_output_expression(
+    code: str, line: int, kind: str
+) -> tuple[nodes.Expr, References] | None:
+    """The checked expression of one ``{{ code }}`` after ``line`` line breaks, and what it
+    reads; None if Jinja's parser should word the error.
+
+    Shared by every template holding it: nothing changes an expression's tree
+    once parsed (the optimizer is off; the sandbox instruments loops only).
+    Raises ExpressionError or SandboxError as _check_tree does.
+    """
+    expression = _parse_path(code, line + 1)
+    if expression is None:
+        parser = Parser(_ENV, "\n" * line + code, state="variable")
+        try:
+            expression = parser.parse_expression()
+        except TemplateSyntaxError:
+            return None
+        if not parser.stream.eos:
+            return None
+    # The expression sits two levels down: Template, Output, expression.
+    _check_tree(expression, kind, depth=2)
+    expression.set_environment(_ENV)
+    return expression, _collect_references(expression)
+
+
+_PATH_START = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)")
+_PATH_STEP = re.compile(
+    r"[ \t]*(?:\.[ \t]*([A-Za-z_][A-Za-z0-9_]*)"  # .name
+    r"""|\[[ \t]*(?:'([^'\\\n]*)'|"([^"\\\n]*)"|(0|[1-9][0-9]{0,17}))[ \t]*\])"""  # [key]
+)
+_PATH_END = re.compile(r"[ \t]*")
+_NOT_NAMES = frozenset(
+    {"true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if", "else"}
+)
+
+
+def _parse_path(code: str, lineno: int) -> nodes.Expr | None:
+    """The tree Jinja parses from a plain path (``a``, ``a.b``, ``a['b'][0]``), or None.
+
+    Paths are most of the expressions a workflow writes (``t12.output``,
+    ``nodes['x'].output``, ``config.threshold``) and are read here at a
+    fraction of the cost of Jinja's lexer and parser; tests compare the
+    trees. Anything else, a line break included, is left to Jinja.
+    """
+    match = _PATH_START.match(code)
+    if match is None or match.group(1) in _NOT_NAMES:
+        return None
+    node: nodes.Expr = nodes.Name(match.group(1), "load", lineno=lineno)
+    position = match.end()
+    while step := _PATH_STEP.match(code, position):
+        attribute, single, double, number = step.groups()
+        if attribute is not None:
+            node = nodes.Getattr(node, attribute, "load", lineno=lineno)
+        else:
+            key: str | int = (
+                int(number) if number is not None else (single if single is not None else double)
+            )
+            node = nodes.Getitem(node, nodes.Const(key, lineno=lineno), "load", lineno=lineno)
+        position = step.end()
+    if _PATH_END.match(code, position).end() != len(code):  # type: ignore[union-attr]
+        return None
+    return node
 
 
 def _parse_bare_expression(text: str) -> nodes.Expr:
     """Parse an expression written without braces; raises TemplateSyntaxError."""
     parser = Parser(_ENV, _rewrite_expression(text), state="variable")
-    expr = parser.parse_expression()
+    try:
+        expr = parser.parse_expression()
+    except RecursionError:  # pragma: no cover - the lexer's limits stop this first
+        raise _too_complex("expression") from None
     if not parser.stream.eos:
         parser.fail("unexpected text after the expression", parser.stream.current.lineno)
     return expr
 
 
+def _too_complex(kind: str) -> ExpressionError:
+    return ExpressionError(f"{kind} too complex: it nests too deeply to compile")
+
+
 def _evaluation_error(source: str, exc: Exception) -> ExpressionError:
-    message = _one_line(str(exc)) or type(exc).__name__
-    error_type = SandboxError if isinstance(exc, SecurityError) else ExpressionError
-    return error_type(f"error evaluating {source!r}: {message}")
+    if isinstance(exc, ExpressionError):
+        message = str(exc)
+    else:
+        message = _one_line(str(exc)) or type(exc).__name__
+    error_type = SandboxError if isinstance(exc, SecurityError | SandboxError) else ExpressionError
+    return error_type(f"error evaluating {_shown(source)}: {message}")
 
 
-def _compile(tree: nodes.Template | nodes.Expr, kind: str) -> Callable[[Mapping[str, Any]], Any]:
-    """Generate code for a parsed template or bare expression.
+def _shown(source: str) -> str:
+    """``repr(source)``, cut for a one-line message when it is long."""
+    text = repr(source)
+    return text if len(text) <= 200 else f"{text[:160]}... ({len(source)} characters)"
 
-    A template that is one ``{{ expr }}`` gets a native program, any other a
-    text one. Raises ExpressionError for errors the code generator finds,
-    such as an unknown filter.
+
+class _Program:
+    """A parsed template's code, generated on first use (validation never needs it).
+
+    Generating and compiling Python code costs several times what parsing
+    does, so :func:`compile_template` stops at the checked syntax tree. The
+    tree is instrumented for the sandbox's loop budget once, here, and never
+    changed again: two threads racing on the first use both compile it, and
+    either result is fine.
     """
-    expr = _single_expression(tree) if isinstance(tree, nodes.Template) else tree
-    try:
-        if expr is not None:
-            return _native_program(expr)
-        assert isinstance(tree, nodes.Template)
-        return _ENV.from_string(tree).render
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(kind, exc) from None
+
+    __slots__ = ("_kind", "_run", "_tree")
+
+    def __init__(self, tree: nodes.Template | nodes.Expr, kind: str, *, loops: bool) -> None:
+        if loops:  # a {% for %} can only be written in a {% %} tag
+            _sandbox.instrument(tree)
+        self._tree = tree
+        self._kind = kind
+        self._run: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def __call__(self, scope: Mapping[str, Any]) -> Any:
+        run = self._run
+        if run is None:
+            run = self._run = self._compile()
+        with _sandbox.evaluation():
+            return run(scope)
+
+    def _compile(self) -> Callable[[Mapping[str, Any]], Any]:
+        tree = self._tree
+        expr = _single_expression(tree) if isinstance(tree, nodes.Template) else tree
+        try:
+            if expr is not None:
+                run = _native_program(expr)
+            else:
+                assert isinstance(tree, nodes.Template)
+                run = _text_program(tree)
+        except TemplateSyntaxError as exc:
+            raise _syntax_error(self._kind, exc) from None
+        except (SyntaxError, RecursionError, MemoryError):  # pragma: no cover - limits first
+            raise _too_complex(self._kind) from None
+        return run
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -660,13 +879,13 @@ def compile_template(text: str) -> Template:
     """
     if not is_template(text):
         return Template(text, is_static=True, is_expression=False, references=References.EMPTY)
-    tree = _parse_template(text, "template")
+    tree, references = _parse_template(text, "template")
     return Template(
         text,
         is_static=False,
         is_expression=_single_expression(tree) is not None,
-        references=_collect_references(tree),
-        _program=_compile(tree, "template"),
+        references=references,
+        _program=_Program(tree, "template", loops="{%" in text),
     )
 
 
@@ -687,18 +906,34 @@ def compile_expression(text: str) -> Expression:
         f"{text!r} must be a single expression, e.g. 'item.active' or '{{{{ item.active }}}}'"
     )
     if stripped.startswith("{{") and stripped.endswith("}}"):
-        tree = _parse_template(text, "expression")
+        tree, references = _parse_template(text, "expression")
         if _single_expression(tree) is None:
             raise not_single
-        return Expression(text, _collect_references(tree), _compile(tree, "expression"))
+        return Expression(text, references, _Program(tree, "expression", loops=False))
     try:
         expr = _parse_bare_expression(text)
     except TemplateSyntaxError as exc:
         if is_template(stripped):
             raise not_single from None
         raise _syntax_error("expression", exc) from None
-    _check_sandbox(expr)
-    return Expression(text, _collect_references(expr), _compile(expr, "expression"))
+    _check_tree(expr, "expression")
+    return Expression(text, _collect_references(expr), _Program(expr, "expression", loops=False))
+
+
+@functools.lru_cache(maxsize=_REFERENCES_CACHE_SIZE)
+def template_references(text: str) -> References:
+    """What a config value or attribute reads; raises as :func:`compile_template` does.
+
+    Cached apart from the compiled templates and many times deeper, so that
+    checking a workflow of tens of thousands of nodes compiles each text once.
+    """
+    return compile_template(text).references
+
+
+@functools.lru_cache(maxsize=_REFERENCES_CACHE_SIZE)
+def expression_references(text: str) -> References:
+    """What an expression or condition reads; raises as :func:`compile_expression` does."""
+    return compile_expression(text).references
 
 
 def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
@@ -721,7 +956,7 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
 def value_references(value: Any) -> References:
     """The union of the references of every string leaf of a nested dict/list/tuple value."""
     if isinstance(value, str):
-        return compile_template(value).references
+        return template_references(value)
     if isinstance(value, dict):
         items: Iterable[Any] = value.values()
     elif isinstance(value, list | tuple):

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import _yaml
 from ._duration import parse_duration
 from ._errors import FaultPlanError, InjectedFault
 from ._rng import derive_rng
@@ -111,8 +110,8 @@ class FaultPlan:
         except (OSError, UnicodeDecodeError) as exc:
             raise FaultPlanError(f"{path}: cannot read fault file: {exc}") from exc
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+            data = _yaml.load(text)
+        except _yaml.YAMLError as exc:
             raise FaultPlanError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from exc
         return cls.from_mapping(data if data is not None else {}, source=str(path))
 

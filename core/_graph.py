@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import CycleError, Diagnostic, ExpressionError, WorkflowError
-from ._expr import References, compile_expression, compile_template, value_references
+from ._expr import References, expression_references, template_references
 from ._model import (
     BranchNode,
     BreakNode,
@@ -149,9 +149,17 @@ class Analysis:
     cycle: tuple[str, ...] | None = None
 
 
-def analyse(workflow: Workflow) -> Analysis:
-    """Check ``workflow``'s references and dependencies; build its plan if they are sound."""
-    return _Analyser(workflow).run()
+#: What each text reads, when already known: ``(text, is_expression) -> References``.
+KnownReferences = Mapping[tuple[str, bool], References]
+
+
+def analyse(workflow: Workflow, known: KnownReferences | None = None) -> Analysis:
+    """Check ``workflow``'s references and dependencies; build its plan if they are sound.
+
+    ``known`` holds what texts read when the caller found it already (the
+    parser does, while checking each text), so no text is compiled again.
+    """
+    return _Analyser(workflow, known or {}).run()
 
 
 def plan(workflow: Workflow) -> Plan:
@@ -165,8 +173,9 @@ def plan(workflow: Workflow) -> Plan:
 
 
 class _Analyser:
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow, known: KnownReferences) -> None:
         self.workflow = workflow
+        self.known = known
         self.file = workflow.path or "<string>"
         self.diagnostics: list[Diagnostic] = []
         self.infos: dict[str, _Info] = {}
@@ -289,7 +298,7 @@ class _Analyser:
         def expression(text: str | None, extra: frozenset[str] = _NO_NAMES) -> None:
             if text is not None:
                 try:
-                    found.append((compile_expression(text).references, extra))
+                    found.append((self._read(text, expression=True), extra))
                 except ExpressionError:
                     pass  # the parser reports syntax errors
 
@@ -303,12 +312,12 @@ class _Analyser:
                     expression(value, frozenset({"item", "index", "acc"}))
                 else:
                     try:
-                        found.append((value_references(value), frozenset()))
+                        found.append((self._value_reads(value), frozenset()))
                     except ExpressionError:
                         pass
         elif isinstance(node, CheckpointNode):
             try:
-                found.append((compile_template(node.prompt).references, frozenset()))
+                found.append((self._read(node.prompt, expression=False), frozenset()))
             except ExpressionError:
                 pass
         elif isinstance(node, BreakNode):
@@ -325,6 +334,24 @@ class _Analyser:
         elif isinstance(node, WhileNode):
             expression(node.condition, frozenset({"iteration"}))
         return found
+
+    def _read(self, text: str, *, expression: bool) -> References:
+        """What ``text`` reads; raises ExpressionError if it does not compile."""
+        found = self.known.get((text, expression))
+        if found is not None:
+            return found
+        return expression_references(text) if expression else template_references(text)
+
+    def _value_reads(self, value: Any) -> References:
+        """What every string leaf of a config value reads (see ``value_references``)."""
+        if isinstance(value, str):
+            return self._read(value, expression=False)
+        if isinstance(value, dict | list | tuple):
+            result = References.EMPTY
+            for item in value.values() if isinstance(value, dict) else value:
+                result |= self._value_reads(item)
+            return result
+        return References.EMPTY
 
     def _allowed_names(self, info: _Info, extra: frozenset[str]) -> dict[str, str | None]:
         """Names usable in ``info``'s templates; a value is why a scope name is *not* usable."""

@@ -58,9 +58,18 @@ from xml.parsers import expat
 
 import yaml
 
+from . import _yaml
 from ._duration import parse_duration
 from ._errors import Diagnostic, ExpressionError, WorkflowError
-from ._expr import RESERVED_NAMES, SCOPE_NAMES, compile_expression, compile_template, is_template
+from ._expr import (
+    RESERVED_NAMES,
+    SCOPE_NAMES,
+    References,
+    expression_references,
+    is_template,
+    template_references,
+)
+from ._limits import MAX_DIGITS, MAX_ELEMENT_DEPTH
 from ._model import (
     BranchNode,
     BreakNode,
@@ -161,18 +170,9 @@ _TYPE_NAMES = {
     "object": "a mapping",
 }
 _DURATION_HINT = "expected e.g. 250ms, 5s, 2m, 1h or seconds"
+_UNBUILT: Any = object()  # a YAML value that could not be built (already reported)
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader without implicit timestamps: ``2024-01-01`` stays the string it reads as."""
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 # --- public API ----------------------------------------------------------------------
@@ -238,6 +238,8 @@ class _Element:
     attrs: dict[str, str]
     children: list[_Element] = field(default_factory=list)
     text: list[_TextRun] = field(default_factory=list)
+    #: Where each attribute's name is written, found on first use (see ``attr_loc``).
+    attr_locs: dict[str, Location] | None = None
 
     @property
     def name(self) -> str:
@@ -350,6 +352,14 @@ def _read_xml(text: str, file: str, first_line: int, file_lines: list[str]) -> _
 
     def start(tag: str, attrs: list[str]) -> None:
         line, column = here()
+        if len(stack) > MAX_ELEMENT_DEPTH:  # stack[0] is <workflow>
+            # Checked before the tree grows deeper: every walker over it recurses.
+            raise _XmlError(
+                line,
+                column,
+                f"<{tag}> is nested too deeply: elements nest at most {MAX_ELEMENT_DEPTH} "
+                "levels inside <workflow>",
+            )
         element = _Element(
             tag, Location(file, line, column), dict(zip(attrs[::2], attrs[1::2], strict=True))
         )
@@ -376,6 +386,12 @@ def _read_xml(text: str, file: str, first_line: int, file_lines: list[str]) -> _
         source = file_lines[line - 1] if line <= len(file_lines) else ""
         if exc.code == expat.errors.codes[expat.errors.XML_ERROR_INVALID_TOKEN]:
             column, message = _xml_hint(source, column, message)
+        elif exc.code == expat.errors.codes[expat.errors.XML_ERROR_TAG_MISMATCH] and stack:
+            open_ = stack[-1]
+            message += (
+                f"; expected </{open_.tag}> to close {open_.name} from "
+                f"{open_.loc.line}:{open_.loc.column}"
+            )
         raise _XmlError(line, column + 1, message) from None
     return root[0]
 
@@ -464,15 +480,28 @@ class _Invalid(Exception):
     """A value that cannot be used; the message is the diagnostic's."""
 
 
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened for a one-line message when it is long."""
+    text = repr(value)
+    if len(text) <= 60:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else "shortened"
+    return f"{text[:40]}... ({size})"
+
+
 def _to_int(value: object, key: str, minimum: int) -> int:
+    expected = f"expected an integer >= {minimum}"
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and _INTEGER.fullmatch(value):
+        if len(value.strip()) > MAX_DIGITS:
+            expected += f" of at most {MAX_DIGITS} digits"
+            raise _Invalid(f"invalid value {_shown(value)} for {key!r}: {expected}")
         number = int(value)
     else:
-        raise _Invalid(f"invalid value {value!r} for {key!r}: expected an integer >= {minimum}")
+        raise _Invalid(f"invalid value {_shown(value)} for {key!r}: {expected}")
     if number < minimum:
-        raise _Invalid(f"invalid value {value!r} for {key!r}: expected an integer >= {minimum}")
+        raise _Invalid(f"invalid value {_shown(value)} for {key!r}: {expected}")
     return number
 
 
@@ -480,19 +509,21 @@ def _to_duration(value: object, key: str) -> float:
     try:
         return parse_duration(value)
     except ValueError:
-        raise _Invalid(f"invalid duration {value!r} for {key!r}: {_DURATION_HINT}") from None
+        raise _Invalid(f"invalid duration {_shown(value)} for {key!r}: {_DURATION_HINT}") from None
 
 
 def _to_choice(value: object, key: str, choices: tuple[str, ...]) -> str:
     if isinstance(value, str) and value in choices:
         return value
-    raise _Invalid(f"invalid value {value!r} for {key!r}: expected one of {', '.join(choices)}")
+    raise _Invalid(
+        f"invalid value {_shown(value)} for {key!r}: expected one of {', '.join(choices)}"
+    )
 
 
 def _to_bool(value: object, key: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise _Invalid(f"invalid value {value!r} for {key!r}: expected true or false")
+    raise _Invalid(f"invalid value {_shown(value)} for {key!r}: expected true or false")
 
 
 def _matches_type(value: object, type_: ConfigType) -> bool:
@@ -580,7 +611,8 @@ class _Parser:
         self.diagnostics: list[Diagnostic] = []
         self.complete = True
         self.ids: dict[str, Location] = {}
-        self._loader = _YamlLoader("")
+        #: What each text compiled so far reads, for the semantic checks.
+        self.references: dict[tuple[str, bool], References] = {}
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -633,7 +665,7 @@ class _Parser:
                 loc=root.loc,
             )
             if self.complete:
-                self.diagnostics.extend(check_workflow(workflow))
+                self.diagnostics.extend(check_workflow(workflow, self.references))
         if self.diagnostics or workflow is None:
             raise WorkflowError(self.diagnostics)
         return workflow
@@ -641,30 +673,45 @@ class _Parser:
     # -- front matter ------------------------------------------------------------------
 
     def mark(self, mark: yaml.Mark | None) -> Location:
-        """A YAML mark of the front matter (which starts on line 2) as a file location."""
+        """A YAML mark of the front matter (which starts on line 2) as a file location.
+
+        The mark's character offset is used, not its line: YAML also breaks
+        lines at U+0085, U+2028 and U+2029, which the file's lines do not.
+        """
         if mark is None:
             return self.at(2, 1)
-        return self.at(mark.line + 2, mark.column + 1)
+        return self.offset_loc(self.line_offsets[1] + mark.index)
 
     def node_loc(self, node: yaml.Node) -> Location:
         return self.mark(node.start_mark)
 
     def construct(self, node: yaml.Node) -> Any:
-        """The Python value of a composed node (plain dicts, lists and scalars)."""
+        """The Python value of a composed node (plain dicts, lists and scalars).
+
+        A value that cannot be built is reported and returned as ``_UNBUILT``.
+        """
         try:
-            return self._loader.construct_document(node)
+            return _yaml.construct(node)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or node.start_mark
             self.error(self.mark(mark), f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
-            return None
+            return _UNBUILT
 
     def front_matter(self, text: str) -> _FrontMatter | None:
         front = _FrontMatter()
         try:
-            document = yaml.compose(text, Loader=_YamlLoader)
+            document = _yaml.compose(text)
+        except yaml.reader.ReaderError as exc:
+            # A character YAML does not allow: located by its offset, not by a mark.
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            self.error(
+                self.offset_loc(self.line_offsets[1] + exc.position),
+                f"invalid YAML in front matter: character U+{code:04X} is not allowed",
+            )
+            return None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
             self.error(self.mark(mark), f"invalid YAML in front matter: {problem}")
             return None
         if document is None:
@@ -793,6 +840,8 @@ class _Parser:
                 )
                 continue
             value = self.construct(value_node)
+            if value is _UNBUILT:
+                continue
             loc = self.node_loc(value_node)
             result: object = None
             if name == "max_concurrency":
@@ -831,6 +880,8 @@ class _Parser:
             )
         if not isinstance(node, yaml.MappingNode) or not self.is_config_spec(node):
             value = self.construct(node)
+            if value is _UNBUILT:
+                value = None
             return ConfigField(name=name, type=_infer_type(value), default=value, loc=loc)
         type_: ConfigType = "any"
         default: Any = None
@@ -843,6 +894,8 @@ class _Parser:
             value_loc = self.node_loc(value_node)
             if which == "type":
                 written = self.construct(value_node)
+                if written is _UNBUILT:
+                    continue
                 if written in _CONFIG_TYPES:
                     type_ = cast(ConfigType, written)
                 else:
@@ -853,9 +906,15 @@ class _Parser:
                     )
             elif which == "default":
                 default = self.construct(value_node)
+                if default is _UNBUILT:
+                    default = None
+                    continue
                 default_loc = value_loc
             elif which == "required":
-                checked = self.convert(value_loc, _to_bool, self.construct(value_node), "required")
+                written = self.construct(value_node)
+                if written is _UNBUILT:
+                    continue
+                checked = self.convert(value_loc, _to_bool, written, "required")
                 required = bool(checked)
                 required_loc = self.node_loc(spec_key)
             elif which == "description":
@@ -951,14 +1010,19 @@ class _Parser:
     # -- element helpers ---------------------------------------------------------------
 
     def attr_loc(self, element: _Element, name: str) -> Location:
-        """Where attribute ``name`` of ``element`` is written, or the element's start."""
-        offset = self.line_offsets[element.loc.line - 1] + element.loc.column - 1
-        position = offset + 1 + len(element.tag)
-        while match := _ATTRIBUTE.match(self.text, position):
-            if match.group(1) == name:
-                return self.offset_loc(match.start(1))
-            position = match.end()
-        return element.loc
+        """Where attribute ``name`` of ``element`` is written, or the element's start.
+
+        The start tag is rescanned once per element, however many attributes
+        are looked up (an element may have thousands).
+        """
+        if element.attr_locs is None:
+            element.attr_locs = {}
+            offset = self.line_offsets[element.loc.line - 1] + element.loc.column - 1
+            position = offset + 1 + len(element.tag)
+            while match := _ATTRIBUTE.match(self.text, position):
+                element.attr_locs.setdefault(match.group(1), self.offset_loc(match.start(1)))
+                position = match.end()
+        return element.attr_locs.get(name, element.loc)
 
     def offset_loc(self, offset: int) -> Location:
         index = bisect.bisect_right(self.line_offsets, offset) - 1
@@ -971,7 +1035,7 @@ class _Parser:
                 expected = f"expected one of {', '.join(allowed)}" if allowed else "it takes none"
                 self.error(
                     self.attr_loc(element, name),
-                    f"unknown attribute {name!r} on {element.name}; {expected}",
+                    f"unknown attribute {_shown(name)} on {element.name}; {expected}",
                 )
 
     def check_no_text(self, element: _Element) -> None:
@@ -1045,9 +1109,9 @@ class _Parser:
         """
         try:
             if expression:
-                compile_expression(text)
+                self.references[text, True] = expression_references(text)
             elif is_template(text):
-                compile_template(text)
+                self.references[text, False] = template_references(text)
         except ExpressionError as exc:
             self.error(at if isinstance(at, Location) else at(exc.lineno), f"in {key!r}: {exc}")
 
@@ -1117,7 +1181,7 @@ class _Parser:
         if not _NODE_ID.fullmatch(node_id):
             self.error(
                 loc,
-                f"invalid id {node_id!r}: expected a letter or digit first, "
+                f"invalid id {_shown(node_id)}: expected a letter or digit first, "
                 "then letters, digits, '_', '.' or '-'",
             )
         elif node_id in RESERVED_NAMES:
@@ -1227,10 +1291,10 @@ class _Parser:
     def yaml_mapping(self, text: _Text, key: str) -> FrozenDict | None:
         """``text`` as a YAML mapping (string leaves checked as templates), or None."""
         try:
-            document = yaml.compose(text.value, Loader=_YamlLoader)
+            document = _yaml.compose(text.value)
             if not isinstance(document, yaml.MappingNode):
                 return None
-            value = _YamlLoader("").construct_document(document)
+            value = _yaml.construct(document)
         except yaml.YAMLError:
             return None
         if not isinstance(value, dict):
@@ -1390,8 +1454,8 @@ class _Parser:
             return 1
         loc = self.attr_loc(element, "wait")
         match = _WAIT_N.fullmatch(value)
-        if match is None:
-            self.error(loc, f"invalid value {value!r} for 'wait': expected all, any or n(K)")
+        if match is None or len(match.group(1)) > MAX_DIGITS:
+            self.error(loc, f"invalid value {_shown(value)} for 'wait': expected all, any or n(K)")
             return None
         count = int(match.group(1))
         if not 1 <= count <= max(branches, 1):

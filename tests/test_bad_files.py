@@ -88,6 +88,14 @@ EXPECTED: dict[str, list[str]] = {
     "runtime_bad_keep_going": [
         "3:23: error: invalid value 'maybe' for 'keep_going': expected true or false",
     ],
+    # Limits (core/_limits.py): checked before anything recursive or expanding runs.
+    "yaml_alias_bomb": [
+        "9:10: error: invalid YAML in front matter: aliases repeat more than 100,000 values (at *e)",
+    ],
+    "yaml_recursive_alias": [
+        "4:23: error: invalid YAML in front matter: alias *self refers to a node that contains it",
+    ],
+    "yaml_too_deep": ["4:71: error: invalid YAML in front matter: nested deeper than 64 levels"],
     # --- XML well-formedness -------------------------------------------------------------
     # '<' and '&' inside attribute values are accepted (see test_parse.py); in text they are not.
     "xml_lt_in_text": [
@@ -96,7 +104,12 @@ EXPECTED: dict[str, list[str]] = {
     "xml_bare_ampersand": [
         "6:22: error: invalid XML: not well-formed (invalid token); use &amp; for '&'",
     ],
-    "xml_mismatched_tag": ["7:5: error: invalid XML: mismatched tag"],
+    "xml_mismatched_tag": [
+        "7:5: error: invalid XML: mismatched tag; expected </foreach> to close <foreach> from 5:3"
+    ],
+    "xml_unclosed_tag": [
+        "7:3: error: invalid XML: mismatched tag; expected </foreach> to close <foreach> from 5:3"
+    ],
     # --- Every node: elements, ids, common attributes ------------------------------------
     "unknown_element": [
         "6:3: error: unknown element <forech>; expected one of source, transform, sink, parallel, foreach, if, branch, loop, while, break, checkpoint, delay",
@@ -138,6 +151,12 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "sandbox_violation": [
         "6:47: error: in 'expression': unsafe access to '__class__' is not allowed in expressions",
+    ],
+    "unknown_filter": [
+        "5:37: error: in 'template': invalid template: No filter named 'shout'. (line 1)",
+    ],
+    "template_blocks_too_deep": [
+        "5:37: error: in 'template': template too complex: {% %} blocks nest more than 16 deep (line 1)",
     ],
     # --- <on-error> ----------------------------------------------------------------------
     "two_on_errors": ["7:5: error: more than one <on-error> in <source>"],
@@ -266,6 +285,83 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
+def _nested(open_: str, close: str, depth: int, leaf: str) -> str:
+    return open_ * depth + leaf + close * depth
+
+
+def _flow(body: str, front: str = "") -> str:
+    return f"---\nname: big\n{front}---\n<workflow>\n{body}\n</workflow>\n"
+
+
+_LEAF = '<transform id="leaf" type="template" template="x"/>'
+_PARALLELS = "".join(f'<parallel id="p{i}"><branch>' for i in range(500))
+_IFS = "".join(f'<if id="i{i}" condition="true"><then>' for i in range(300))
+
+#: Cases too large to keep as files, generated here: name -> (text, diagnostics). Each is a
+#: class the limits of core/_limits.py turn from a crash into one located error.
+GENERATED: dict[str, tuple[str, list[str]]] = {
+    "parallel_500_deep": (
+        _flow(_PARALLELS + _LEAF + "</branch></parallel>" * 500),
+        [
+            "5:855: error: <parallel> is nested too deeply: elements nest at most 64 levels "
+            "inside <workflow>"
+        ],
+    ),
+    "if_300_deep": (
+        _flow(_IFS + _LEAF + "</then></if>" * 300),
+        [
+            "5:1143: error: <if> is nested too deeply: elements nest at most 64 levels inside <workflow>"
+        ],
+    ),
+    "foreach_65_deep": (
+        _flow(_nested('<foreach id="f" collection="[1]">', "</foreach>", 65, _LEAF)),
+        [
+            "5:2113: error: <foreach> is nested too deeply: elements nest at most 64 levels "
+            "inside <workflow>"
+        ],
+    ),
+    "attribute_integer_5000_digits": (
+        _flow(f'<loop id="l" max="{"9" * 5000}">{_LEAF}</loop>'),
+        [
+            "5:14: error: invalid value '999999999999999999999999999999999999999... "
+            "(5000 characters) for 'max': expected an integer >= 1 of at most 4300 digits"
+        ],
+    ),
+    "yaml_integer_5000_digits": (
+        _flow(_LEAF, f"runtime: {{max_concurrency: {'9' * 5000}}}\n"),
+        ["3:28: error: invalid YAML: integer of 5000 digits: at most 4300 are allowed"],
+    ),
+    "template_integer_5000_digits": (
+        _flow(f'<transform id="t" type="template" template="{{{{ {"9" * 5000} }}}}"/>'),
+        [
+            "5:35: error: in 'template': template too complex: an integer literal of 5000 "
+            "characters: at most 4300 digits are allowed (line 1)"
+        ],
+    ),
+    "template_parentheses_300_deep": (
+        _flow(f'<transform id="t" type="template" template="{{{{ {"(" * 300}1{")" * 300} }}}}"/>'),
+        [
+            "5:35: error: in 'template': template too complex: brackets, blocks, unary operators "
+            "and conditionals nest more than 24 deep (line 1)"
+        ],
+    ),
+    "expression_sum_3000_terms": (
+        _flow(f'<transform id="t" type="map" expression="{"+".join(["1"] * 3000)}"/>'),
+        [
+            "5:30: error: in 'expression': expression too complex: it nests more than 100 levels "
+            "deep (each operator, filter, call, attribute or bracket is a level) (line 1)"
+        ],
+    ),
+    "nested_literal_lists": (
+        _flow(f'<transform id="t" type="template" template="{{{{ {"[" * 40}1{"]" * 40} }}}}"/>'),
+        [
+            "5:35: error: in 'template': template too complex: brackets, blocks, unary operators "
+            "and conditionals nest more than 24 deep (line 1)"
+        ],
+    ),
+}
+
+
 def diagnostics_of(path: Path) -> list[str]:
     """The diagnostics loading ``path`` raises, each without the ``FILE:`` prefix."""
     with pytest.raises(WorkflowError) as caught:
@@ -282,6 +378,15 @@ def test_bad_file_reports_exactly_its_diagnostics(name: str) -> None:
     assert diagnostics_of(BAD / f"{name}.flow.md") == EXPECTED[name]
 
 
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_generated_bad_file_reports_exactly_its_diagnostics(name: str, tmp_path: Path) -> None:
+    """Each generated case (too large for a file) yields exactly its one located error."""
+    text, expected = GENERATED[name]
+    path = tmp_path / f"{name}.flow.md"
+    path.write_text(text)
+    assert diagnostics_of(path) == expected
+
+
 def test_every_bad_file_has_a_row() -> None:
     """The corpus and the table name the same cases."""
     files = {path.name.removesuffix(".flow.md") for path in BAD.glob("*.flow.md")}
@@ -293,6 +398,7 @@ def test_single_problem_files_report_one_diagnostic() -> None:
     """Apart from the cases that are about several problems, one bad file is one problem."""
     several = {"several_problems", "retry_bad_values"}
     assert all(len(rows) == 1 for name, rows in EXPECTED.items() if name not in several)
+    assert all(len(rows) == 1 for _, rows in GENERATED.values())
 
 
 def test_legal_references_across_bodies() -> None:

@@ -1,4 +1,4 @@
-"""The wavecrest command: exit codes, stdout/stderr discipline, and no tracebacks for bad input."""
+"""The wavecrest command: exit codes and no tracebacks for bad input (streams: test_streams)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def test_validate_accepts_good_files(capsys: pytest.CaptureFixture[str], good: Path) -> None:
+def test_validate_prints_its_verdict_on_stdout(
+    capsys: pytest.CaptureFixture[str], good: Path
+) -> None:
     code, out, err = run_cli(capsys, "validate", str(good))
-    assert (code, out) == (0, "")
-    assert f"{good}: ok (greet, 2 nodes)" in err
+    assert (code, out, err) == (0, f"{good}: ok (greet, 2 nodes)\n", "")
 
 
 @pytest.mark.parametrize(
@@ -109,15 +110,17 @@ def test_plan_json_is_the_only_thing_on_stdout(
     }
 
 
-def test_plan_text_and_dot(capsys: pytest.CaptureFixture[str], good: Path) -> None:
+def test_plan_text_and_dot_are_results_on_stdout(
+    capsys: pytest.CaptureFixture[str], good: Path
+) -> None:
     code, out, err = run_cli(capsys, "plan", str(good))
-    assert code == 0
-    assert out == ""
-    assert "wave 1: hello" in err
-    assert "critical path (2): hello -> many" in err
-    code, out, _ = run_cli(capsys, "plan", str(good), "--format", "dot")
-    assert code == 0
+    assert (code, err) == (0, "")
+    assert "wave 1: hello" in out
+    assert "critical path (2): hello -> many" in out
+    code, out, err = run_cli(capsys, "plan", str(good), "--format", "dot")
+    assert (code, err) == (0, "")
     assert out.startswith('digraph "greet" {')
+    assert out.endswith("}\n")
     assert '"hello" -> "many";' in out
 
 
@@ -133,12 +136,17 @@ def test_run_json_prints_the_fixed_object(capsys: pytest.CaptureFixture[str], go
     assert Path(data["snapshot"]).is_file()
 
 
-def test_run_prints_a_readable_summary(capsys: pytest.CaptureFixture[str], good: Path) -> None:
+def test_run_prints_its_summary_on_stdout_and_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str], good: Path
+) -> None:
     code, out, err = run_cli(capsys, "run", str(good))
     assert code == 0
-    assert out == ""
-    assert "completed" in err
-    assert "hello world" in err
+    assert out.splitlines()[0].startswith("run ")
+    assert " of greet: completed in " in out.splitlines()[0]
+    assert "hello world" in out
+    assert out.splitlines()[-1].startswith("snapshot: ")
+    assert err.startswith("running greet (run ")
+    assert "completed" not in err
 
 
 @pytest.mark.parametrize(
@@ -194,9 +202,10 @@ def test_a_failed_workflow_exits_1(capsys: pytest.CaptureFixture[str], tmp_path:
         '  <transform id="x" type="template" template="{{ 1 / 0 }}"/>\n'
         "</workflow>\n"
     )
-    code, _, err = run_cli(capsys, "run", str(path))
+    code, out, err = run_cli(capsys, "run", str(path))
     assert code == 1
-    assert "x: ExpressionError" in err
+    assert "x (attempt 1): ExpressionError" in out  # the summary's errors: the result
+    assert "FAILED   x: ExpressionError" in err  # the progress line, a diagnostic
 
 
 def test_unknown_command_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,7 +235,8 @@ def test_python_m_and_the_console_script_are_the_same_cli(good: Path) -> None:
         check=False,
     )
     assert module.returncode == console.returncode == 0
-    assert module.stderr == console.stderr
+    assert module.stdout == console.stdout == f"{good}: ok (greet, 2 nodes)\n"
+    assert module.stderr == console.stderr == ""
 
 
 def test_a_run_timeout_ends_with_a_clear_message(
@@ -237,11 +247,12 @@ def test_a_run_timeout_ends_with_a_clear_message(
         '---\nname: slow\n---\n<workflow>\n  <delay id="d" duration="30s"/>\n</workflow>\n'
     )
     code, out, err = run_cli(capsys, "run", str(path), "--timeout", "50ms")
-    assert (code, out) == (1, "")
-    assert "cancelled" in err
-    assert "run exceeded its timeout of 50ms" in err
+    assert code == 1
+    assert ": cancelled in " in out
+    assert "run exceeded its timeout of 50ms" in out
     assert "resume with: wavecrest resume" in err
-    assert "Traceback" not in err
+    assert "resume with" not in out
+    assert "Traceback" not in out + err
 
 
 def test_nodes_that_never_started_are_listed_as_pending(
@@ -254,11 +265,11 @@ def test_nodes_that_never_started_are_listed_as_pending(
         '  <transform id="later" type="template" input="bad" template="x"/>\n'
         "</workflow>\n"
     )
-    code, _, err = run_cli(capsys, "run", str(path))
+    code, out, _ = run_cli(capsys, "run", str(path))
     assert code == 1
-    [row] = [line for line in err.splitlines() if line.startswith("later")]
+    [row] = [line for line in out.splitlines() if line.startswith("later")]
     assert row.split()[:2] == ["later", "pending"]
-    run_id = next(line.split()[1] for line in err.splitlines() if line.startswith("run "))
-    code, _, err = run_cli(capsys, "inspect", run_id)
-    assert code == 0
-    assert any(line.split()[:2] == ["later", "pending"] for line in err.splitlines())
+    run_id = next(line.split()[1] for line in out.splitlines() if line.startswith("run "))
+    code, out, err = run_cli(capsys, "inspect", run_id)
+    assert (code, err) == (0, "")
+    assert any(line.split()[:2] == ["later", "pending"] for line in out.splitlines())

@@ -378,7 +378,7 @@ def test_resuming_a_completed_run_is_a_no_op(
     assert again.status == "completed"
     assert counted == ["a"]
     assert main(["resume", done.run_id, "--state-dir", str(state)]) == 0
-    assert "already completed; nothing to do" in capsys.readouterr().err
+    assert "already completed; nothing to do" in capsys.readouterr().out
     assert Path(done.snapshot_path or "").read_bytes() == before
 
 
@@ -525,9 +525,9 @@ def test_inspect_and_runs(
     assert data["errors"][0]["message"] == "the flag is not set"
 
     assert main(["inspect", failed.run_id, "--state-dir", str(state)]) == 0
-    err = capsys.readouterr().err
-    assert "failed" in err
-    assert "RuntimeError: the flag is not set" in err
+    out = capsys.readouterr().out
+    assert "failed" in out
+    assert "RuntimeError: the flag is not set" in out
 
     assert main(["runs", "--state-dir", str(state), "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
@@ -537,7 +537,7 @@ def test_inspect_and_runs(
         ("beta", failed.run_id),
     ]
     assert main(["runs", "--state-dir", str(state)]) == 0
-    text = capsys.readouterr().err
+    text = capsys.readouterr().out
     assert (
         text.index("alpha:")
         < text.index(second.run_id)

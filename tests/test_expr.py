@@ -14,8 +14,9 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from profiles import examples
 from wavecrest.core import ExpressionError, SandboxError
 from wavecrest.core._expr import (
     NO_REFERENCES,
@@ -320,7 +321,7 @@ def test_with_and_macro_arguments_are_bound_inside_their_bodies() -> None:
 
 
 def test_jinja_globals_are_not_reported_as_names() -> None:
-    found = refs("{{ range(n) }}{{ dict(a=1) }}{{ lipsum() }}{{ cycler(1) }}{{ namespace() }}")
+    found = refs("{{ range(n) }}{{ dict(a=1) }}{{ joiner() }}{{ cycler(1) }}{{ namespace() }}")
     assert found.names == {"n"}
 
 
@@ -609,3 +610,107 @@ def test_compiled_templates_and_expressions_are_cached_by_text() -> None:
 def test_a_compiled_template_is_reusable_with_different_scopes() -> None:
     template = compile_template("{{ item * 2 }}")
     assert [template.render({"item": i}) for i in range(4)] == [0, 2, 4, 6]
+
+
+# --- the fast paths agree with Jinja's parser -----------------------------------------
+
+_PATH_PARTS = st.sampled_from(
+    [
+        ".a",
+        ".output",
+        " . b",
+        "['k']",
+        '["k y"]',
+        "[0]",
+        "[12]",
+        " [ 3 ] ",
+        ".item_2",
+        "[007]",
+        ".0",
+        "[-1]",
+        "['it''s']",
+        "|upper",
+        "(1)",
+        " + 1",
+        "\n.a",
+    ]
+)
+_HEADS = st.sampled_from(["a", "nodes", "t12", "_x", "true", "none", "not", "item", " a ", "é"])
+
+
+@settings(max_examples=examples(300))
+@given(head=_HEADS, steps=st.lists(_PATH_PARTS, max_size=5))
+@example(head="a", steps=["[007]"])
+def test_a_path_reads_as_jinja_reads_it(head: str, steps: list[str]) -> None:
+    """The fast path for ``a.b['c'][0]`` builds exactly Jinja's tree, or leaves it to Jinja."""
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateSyntaxError
+    from jinja2.parser import Parser
+    from wavecrest.core._expr import _ENV, _parse_path
+
+    code = head + "".join(steps)
+    ours = _parse_path(code, 1)
+    if ours is None:
+        return
+    parser = Parser(_ENV, code, state="variable")
+    try:
+        theirs = parser.parse_expression()
+    except TemplateSyntaxError:
+        pytest.fail(f"{code!r}: the fast path accepted what Jinja rejects")
+    assert parser.stream.eos
+    assert ours == theirs
+    assert [n.lineno for n in ours.find_all(nodes.Node)] == [
+        n.lineno for n in theirs.find_all(nodes.Node)
+    ]
+
+
+_TEXT_PARTS = st.sampled_from(
+    [
+        "text ",
+        "\n",
+        "{{ a }}",
+        "{{ a.b['c'] }}",
+        "{{ x | upper }}",
+        "{{ 1 +\n 2 }}",
+        "{{ {'k': '}}'} }}",
+        "}}",
+        "{",
+        "}",
+        "{{ a",
+        "{{- a }}",
+        "{{ a -}}",
+        "{% if a %}x{% endif %}",
+        "{# c #}",
+        "\r\n",
+        "{{ $config.x }}",
+        "{{ 'a' ~ b }}",
+        "{{ nope( }}",
+    ]
+)
+
+
+@settings(max_examples=examples(300))
+@given(parts=st.lists(_TEXT_PARTS, max_size=8))
+def test_a_template_of_outputs_reads_as_jinja_reads_it(parts: list[str]) -> None:
+    """Templates assembled from per-expression trees equal the tree Jinja parses, lines too."""
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateSyntaxError
+    from wavecrest.core._expr import _ENV, _parse_outputs, _rewrite_template
+
+    source = _rewrite_template("".join(parts))
+    try:
+        ours = _parse_outputs(source, "template")
+    except ExpressionError:
+        return  # a sandbox or limit check, which the slow path runs as well
+    if ours is None:
+        return
+    tree, references = ours
+    try:
+        theirs = _ENV.parse(source)
+    except TemplateSyntaxError:
+        pytest.fail(f"{source!r}: the fast path accepted what Jinja rejects")
+    assert tree == theirs
+    assert [n.lineno for n in tree.find_all(nodes.Node)] == [
+        n.lineno for n in theirs.find_all(nodes.Node)
+    ]
+    assert references == compile_template.__wrapped__("".join(parts)).references

@@ -861,7 +861,7 @@ def test_semantic_checks_run_on_a_complete_model(monkeypatch: pytest.MonkeyPatch
     """check_workflow's diagnostics join the parser's, even when there are local errors."""
     seen: list[Workflow] = []
 
-    def check(workflow: Workflow) -> list[Diagnostic]:
+    def check(workflow: Workflow, known: object = None) -> list[Diagnostic]:
         seen.append(workflow)
         return [Diagnostic(workflow.path or "<string>", 5, 1, "semantic problem")]
 
@@ -880,7 +880,7 @@ def test_semantic_checks_are_skipped_when_a_node_was_left_out(
     """A node missing its id is left out; references to it must not be reported as unknown."""
     calls: list[Workflow] = []
 
-    def check(workflow: Workflow) -> list[Diagnostic]:
+    def check(workflow: Workflow, known: object = None) -> list[Diagnostic]:
         calls.append(workflow)
         return []
 
@@ -897,6 +897,32 @@ def test_semantic_checks_are_wired_to_validate() -> None:
     assert len(diagnostics) == 1
     assert diagnostics[0].startswith("5:1: error: ")
     assert "'ghost'" in diagnostics[0]
+
+
+def test_the_semantic_checks_reuse_what_the_parser_compiled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each text is compiled once per parse, however many texts a workflow has (the caches
+    hold far fewer): the parser hands what each one reads to the semantic checks."""
+    from wavecrest.core import _expr, _graph
+
+    compiled: list[str] = []
+    real = _expr.template_references.__wrapped__
+
+    def counting(text: str) -> _expr.References:
+        compiled.append(text)
+        return real(text)
+
+    monkeypatch.setattr(_graph, "template_references", counting)
+    monkeypatch.setattr(parse_module, "template_references", counting)
+    body = "\n".join(
+        f'<transform id="t{i}" type="template" template="{{{{ config.n }}}} {i}"/>'
+        for i in range(50)
+    )
+    parse_module.parse_workflow(
+        "---\nname: many\nconfig:\n  n: 1\n---\n<workflow>\n" + body + "\n</workflow>\n"
+    )
+    assert sorted(compiled) == sorted(f"{{{{ config.n }}}} {i}" for i in range(50))
 
 
 # --- reading files -------------------------------------------------------------------
