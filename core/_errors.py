@@ -87,6 +87,11 @@ class RuntimeClosedError(WavecrestError, RuntimeError):
     """Raised when work is submitted to a Runtime that is closed."""
 
 
+class ExecutorError(WavecrestError):
+    """Raised when the executor asked for cannot be used: unknown, not installed, or its
+    scheduler unreachable."""
+
+
 # --- errors raised by node runtimes ---------------------------------------------------
 
 
@@ -144,3 +149,8 @@ class HttpError(NodeError):
 
 class OutputEncodingError(PermanentError):
     """Raised when a node's output cannot be written to a snapshot."""
+
+
+class TransferError(PermanentError):
+    """Raised when an attempt's work or result cannot travel between wavecrest and a
+    Dask worker: it does not pickle, or its result is over the size limit."""

@@ -22,7 +22,7 @@ from ._context import CancelSignal, RuntimeContext
 from ._errors import NodeCancelledError
 from ._events import StartTask, TaskCancelled, TaskFailed, TaskSucceeded
 from ._expr import compile_expression, render_value
-from ._registry import get_runtime
+from ._registry import RuntimeSpec, get_runtime
 from ._retry import error_info
 
 __all__ = ["ExecutorCrash", "execute_task"]
@@ -44,19 +44,23 @@ def execute_task(
     secrets: Mapping[str, str] | None = None,
     log: Any = None,
     encode: Callable[[Any], bytes] | None = None,
+    runtime: RuntimeSpec | None = None,
 ) -> Outcome:
     """Run one attempt and report its outcome.
 
     ``encode`` (when the run persists snapshots) turns the output into its
     snapshot bytes here, on the executor's thread; an output it cannot encode
-    fails the attempt with OutputEncodingError.
+    fails the attempt with OutputEncodingError. ``runtime`` is the registry
+    entry to run, when the executor brought it along (a Dask worker runs the
+    client's entry, not whatever its own registry holds); else the key is looked
+    up in this process's registry.
     """
     node = start.node
     try:
         fault = start.fault
         if fault is not None:
             _inject(fault, start, cancel)
-        spec = get_runtime(node.runtime_key)
+        spec = runtime if runtime is not None else get_runtime(node.runtime_key)
         scope = start.scope
         config: dict[str, Any] = {}
         expressions: dict[str, Any] = {}
