@@ -2,7 +2,9 @@
 
 A Runtime owns what its runs share: the thread pool actors run on, the timer
 thread, one FIFO :class:`SemaphoreActor` that caps running task nodes across
-all its runs, and the :class:`EventDispatcher` that calls event callbacks.
+all its runs, the :class:`EventDispatcher` that calls event callbacks, and the
+executors its runs' attempts run on (the local node actors by default, or a
+Dask cluster; see :mod:`wavecrest.actors._executors`).
 Each submitted run gets its own supervisor tree and is otherwise isolated:
 one run failing or being cancelled never touches another.
 
@@ -32,6 +34,7 @@ from wavecrest.core import (
 from wavecrest.core._snapshot import RunRecord
 
 from ._dispatch import EventDispatcher, Subscribers
+from ._executors import Executor, executor_key, open_executor
 from ._lock import RunLock
 from ._pool import ThreadPool
 from ._prepare import (
@@ -116,7 +119,13 @@ class Runtime:
 
     ``max_concurrency`` caps running task nodes across every run of this
     Runtime; each run can have a lower cap of its own. ``on_event`` subscribes
-    to the events of every run (see :meth:`subscribe`).
+    to the events of every run (see :meth:`subscribe`). ``executor`` is where
+    the runs' attempts do their work: ``None`` or ``"local"`` (the local
+    pooled actors), ``"dask://HOST:PORT"`` (a Dask scheduler, connected to now
+    and disconnected on close), ``"dask"`` (the address in Dask's
+    configuration) or a ``distributed.Client`` (used, never closed); an
+    ExecutorError says what is wrong with anything else, a missing
+    ``distributed`` package, or a scheduler that cannot be reached.
     """
 
     def __init__(
@@ -125,6 +134,7 @@ class Runtime:
         *,
         on_event: Callback | None = None,
         name: str = "wavecrest",
+        executor: Any = None,
     ) -> None:
         if (
             isinstance(max_concurrency, bool)
@@ -133,6 +143,10 @@ class Runtime:
         ):
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         self.max_concurrency = max_concurrency
+        # Connected before anything starts, so a bad executor leaves nothing running.
+        self._executor: Executor | None = open_executor(executor)
+        self._executors: dict[Any, Executor | None] = {executor_key(executor): self._executor}
+        self._executors_lock = threading.Lock()
         self._pool = ThreadPool(name)
         self._timers = TimerService(f"{name}-timers")
         self._subscribers = Subscribers()
@@ -165,11 +179,14 @@ class Runtime:
         seed: int | None = None,
         on_event: Callback | None = None,
         run_id: str | None = None,
+        executor: Any = None,
     ) -> RunHandle:
         """Start a run without waiting for it; takes run_workflow's options.
 
-        Bad input (workflow, config, secrets, options, fault plan) raises here,
-        before anything starts.
+        ``executor`` runs this run's attempts somewhere else than the Runtime's
+        executor (``"local"``, ``"dask://HOST:PORT"``, a Client; None: the
+        Runtime's). Bad input (workflow, config, secrets, options, fault plan,
+        executor) raises here, before anything starts.
         """
         self._check_open()
         prepared = prepare_run(
@@ -187,7 +204,7 @@ class Runtime:
             run_id=run_id,
             default_concurrency=self.max_concurrency,
         )
-        return self._start(prepared)
+        return self._start(prepared, executor=self._executor_for(executor))
 
     def resume(
         self,
@@ -199,9 +216,12 @@ class Runtime:
         approve: bool | None = None,
         force: bool = False,
         on_event: Callback | None = None,
+        executor: Any = None,
     ) -> RunHandle:
-        """Continue a run from its snapshot (see :func:`resume_workflow`)."""
+        """Continue a run from its snapshot (see :func:`resume_workflow`), its attempts on
+        ``executor`` (None: the Runtime's), wherever the run ran before."""
         self._check_open()
+        chosen = self._executor_for(executor)
         path, record, lock = lock_record(run, state_dir)
         return self._resume(
             path,
@@ -212,6 +232,7 @@ class Runtime:
             approve=approve,
             force=force,
             on_event=on_event,
+            executor=chosen,
         )
 
     def _resume(
@@ -225,6 +246,7 @@ class Runtime:
         approve: bool | None,
         force: bool,
         on_event: Callback | None,
+        executor: Executor | None = None,
     ) -> RunHandle:
         """Resume a run whose snapshot is already read under its ``lock`` (read once per
         resume); the run keeps the lock until it ends, or it is released here."""
@@ -245,12 +267,29 @@ class Runtime:
                 force=force,
                 on_event=on_event,
             )
-            return self._start(prepared, lock)
+            return self._start(prepared, lock, executor=executor)
         except BaseException:
             lock.release()
             raise
 
-    def _start(self, prepared: PreparedRun, lock: RunLock | None = None) -> RunHandle:
+    def _executor_for(self, spec: Any) -> Executor | None:
+        """The executor ``spec`` names, opened once per Runtime (None: the Runtime's)."""
+        if spec is None:
+            return self._executor
+        key = executor_key(spec)
+        with self._executors_lock:
+            if key not in self._executors:
+                self._check_open()
+                self._executors[key] = open_executor(spec)
+            return self._executors[key]
+
+    def _start(
+        self,
+        prepared: PreparedRun,
+        lock: RunLock | None = None,
+        *,
+        executor: Executor | None = None,
+    ) -> RunHandle:
         snapshot = prepared.snapshot_path
         if lock is None and snapshot is not None:
             lock = RunLock.acquire(snapshot, prepared.run_id)
@@ -276,7 +315,7 @@ class Runtime:
 
         try:
             handle._supervisor = RunSupervisor.start(
-                self._pool, prepared, self._services, resolve, lock=lock
+                self._pool, prepared, self._services, resolve, lock=lock, executor=executor
             )
         except BaseException:
             with self._lock:
@@ -340,6 +379,11 @@ class Runtime:
         except ActorDeadError:
             pass
         self._timers.close()
+        with self._executors_lock:
+            executors = [e for e in self._executors.values() if e is not None]
+            self._executors.clear()
+        for executor in executors:
+            executor.close()
         # Every run is over, so a pool thread still busy now runs a runtime that was
         # abandoned for ignoring cancellation: do not wait long for it.
         self.leftover_threads = self._pool.close(timeout=2.0)
@@ -364,19 +408,22 @@ def run_workflow(
     faults: Any = None,
     seed: int | None = None,
     on_event: Callback | None = None,
+    executor: Any = None,
 ) -> RunResult:
     """Run a workflow (a ``.flow.md`` path or a parsed Workflow) and return its result.
 
     ``state_dir=None`` runs in memory without snapshots; a path persists
     snapshots and logs there. ``faults`` is a fault-file path or the same
     structure as a dict; ``seed`` makes retry jitter and injected faults
-    reproducible. Bad input raises a WavecrestError before anything runs.
+    reproducible. ``executor`` is where the attempts run (see :class:`Runtime`;
+    None: the local pooled actors). Bad input raises a WavecrestError before
+    anything runs.
     """
     from wavecrest.core import load_workflow
 
     wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
     cap = max_concurrency or wf.runtime.max_concurrency or DEFAULT_CONCURRENCY
-    with Runtime(max_concurrency=cap) as runtime:
+    with Runtime(max_concurrency=cap, executor=executor) as runtime:
         handle = runtime.submit(
             wf,
             config=config,
@@ -402,6 +449,7 @@ def resume_workflow(
     approve: bool | None = None,
     force: bool = False,
     on_event: Callback | None = None,
+    executor: Any = None,
 ) -> RunResult:
     """Continue a run from its snapshot (a run id, or a snapshot path).
 
@@ -409,12 +457,20 @@ def resume_workflow(
     decides a checkpoint the run is paused at (True approves, False rejects).
     A run whose workflow file changed is refused unless ``force``; resuming a
     completed run returns its result without running anything.
-    ``state_dir=None`` means the default state dir.
+    ``state_dir=None`` means the default state dir. ``executor`` is where the
+    resumed attempts run, whichever executor the run had before (None: the
+    local pooled actors).
     """
     root = state_dir if state_dir is not None else default_state_dir()
+    executor_key(executor)  # a bad executor is refused before the run is locked
     path, record, lock = lock_record(run, root)
     cap = record.options.get("max_concurrency") or DEFAULT_CONCURRENCY
-    with Runtime(max_concurrency=cap) as runtime:
+    try:
+        runtime = Runtime(max_concurrency=cap, executor=executor)
+    except BaseException:
+        lock.release()
+        raise
+    with runtime:
         handle = runtime._resume(
             path,
             record,
