@@ -74,6 +74,12 @@ def nap(ctx: RuntimeContext) -> Any:
     return ctx.attempt
 
 
+def stubborn(ctx: RuntimeContext) -> str:
+    """Ignores cancellation: a plain ``time.sleep(seconds)``."""
+    time.sleep(float(ctx.config["seconds"]))
+    return "done anyway"
+
+
 def logs(ctx: RuntimeContext) -> str:
     """Logs through ``ctx.log`` on the worker."""
     ctx.log.info("worker.said", answer=42, where=str(Path.cwd()))
@@ -112,6 +118,7 @@ KEYS = {
     "transform:echo": echo,
     "transform:nap": nap,
     "transform:logs": logs,
+    "transform:stubborn": stubborn,
     "transform:kill": kill_worker,
     "transform:big": big,
     "transform:unpicklable": unpicklable,

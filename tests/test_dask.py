@@ -250,6 +250,25 @@ def test_cancelling_a_run_stops_its_attempts_on_the_workers(
     assert sorted(p.name for p in tmp_path.glob("*.cancelled")) == ["s0.cancelled", "s1.cancelled"]
 
 
+def test_an_attempt_that_ignores_its_cancellation_is_abandoned_and_its_future_cancelled(
+    client: distributed.Client,
+) -> None:
+    """Past timeout and grace the attempt is given up, as locally: its permit is released, the
+    run goes on, and its Dask future is cancelled (the worker thread runs on until it returns)."""
+    wf = flow(
+        '<transform id="deaf" type="stubborn" seconds="3" timeout="200ms"/>'
+        '<transform id="after" type="echo" value="{{ 1 }}"/>',
+        front="runtime: {grace: 200ms, keep_going: true}\n",
+    )
+    result = run_workflow(wf, executor=client, max_concurrency=1)
+    assert result.abandoned == 1
+    deaf = result.nodes["deaf"]
+    assert deaf.status == "failed"
+    assert deaf.error is not None
+    assert "it was abandoned" in deaf.error.message
+    assert result.outputs == {"after": 1}
+
+
 def test_fail_fast_cancels_the_attempts_in_flight_on_the_cluster(
     client: distributed.Client, tmp_path: Path
 ) -> None:

@@ -19,9 +19,11 @@ from wavecrest.core import (
     WavecrestError,
     execute_task,
     parse_workflow,
+    register_runtime,
     runtime_keys,
+    unregister_runtime,
 )
-from wavecrest.core._events import StartTask, TaskSucceeded
+from wavecrest.core._events import StartTask, TaskCancelled, TaskFailed, TaskSucceeded
 
 pytestmark = pytest.mark.usefixtures("no_new_threads")
 
@@ -82,6 +84,82 @@ def test_execute_task_runs_the_entry_it_is_given_not_the_registry() -> None:
     start = StartTask(1, "n", 1, node, 41)
     outcome = execute_task(start, cancel=NeverCancelled(), runtime=entry)
     assert outcome == TaskSucceeded(1, ("shipped", 41))
+
+
+# --- the worker side of the Dask executor, in this process ----------------------------------
+
+
+def _attempt(body: str, key: str) -> tuple[Any, list[Any]]:
+    """Run one attempt through run_attempt as a worker would, in this process."""
+    import pickle
+
+    from wavecrest.actors import _dask
+    from wavecrest.core import get_runtime
+
+    wf = parse_workflow(f"---\nname: t\n---\n<workflow>\n{body}\n</workflow>\n")
+    node = wf.body[0]
+    work = _dask.WorkerEnv("run", "t", ".", {}, None, 1 << 20)
+    start = StartTask(7, node.id, 1, node, None)
+    data = _dask.run_attempt(
+        pickle.dumps(work),
+        _dask._cloudpickle(get_runtime(node.runtime_key)),
+        pickle.dumps(start),
+        key,
+        7,
+        node.id,
+    )
+    return pickle.loads(data)
+
+
+def test_a_cancellation_that_arrives_before_its_task_starts_is_seen_at_once() -> None:
+    """cancel_attempts on a key no attempt runs under yet: the attempt starts cancelled."""
+    from wavecrest.actors import _dask
+
+    _dask.cancel_attempts(["wc-d-7-early"])
+    register_runtime("transform:wait", lambda ctx: ctx.sleep(60) or "slept")
+    try:
+        outcome, records = _attempt('<transform id="d" type="wait"/>', "wc-d-7-early")
+        assert outcome == TaskCancelled(7)
+        assert records == []
+        register_runtime("transform:wait", lambda ctx: "not cancelled", replace=True)
+        outcome, _ = _attempt('<transform id="d" type="wait"/>', "wc-d-7-other")
+        assert outcome == TaskSucceeded(7, "not cancelled")
+    finally:
+        unregister_runtime("transform:wait")
+
+
+def test_what_a_worker_cannot_load_fails_the_attempt_not_the_task() -> None:
+    from wavecrest.actors import _dask
+
+    data = _dask.run_attempt(b"not a pickle", b"", b"", "wc-x-1-y", 1, "x")
+    import pickle
+
+    outcome, _ = pickle.loads(data)
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.error.type == "TransferError"
+    assert "the Dask worker cannot load 'x'" in outcome.error.message
+
+
+def test_the_worker_log_records_structlog_calls_for_the_client() -> None:
+    from wavecrest.actors._dask import WorkerLog
+
+    log = WorkerLog()
+    log.bind(step=1).info("read", rows=3, where=object)
+    log.warning("odd %s", "thing")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.exception("failed")
+    (info, warning, error) = log.records
+    assert info[:3] == ("info", "read", ())
+    assert info[3]["step"] == 1
+    assert info[3]["rows"] == 3
+    assert info[3]["where"] == repr(object)
+    assert warning[:3] == ("warning", "odd %s", ("thing",))
+    assert error[0] == "error"
+    assert "ValueError: bad" in error[3]["exception"]
+    with pytest.raises(AttributeError):
+        log.nonsense  # noqa: B018 - only the logging methods exist
 
 
 # --- ReactiveActor ----------------------------------------------------------------------
