@@ -2,12 +2,13 @@
 
 The cluster is started the way README.rst tells users to: a ``dask scheduler``
 process and ``dask worker`` processes (2 workers of 4 threads: the 8 of
-``CONCURRENCY``), each its own process, so neither side shares the
-benchmark's interpreter with the scheduler. Both sides run the same generated
-workflow on it:
+``CONCURRENCY``), each its own process, so no system shares the benchmark's
+interpreter with the scheduler. Three systems run the same generated workflow
+on it:
 
 ``wavecrest-dask``
-    ``run_workflow(workflow, executor=client, max_concurrency=8)``: the
+    ``run_workflow(workflow, executor="dask://HOST:PORT", max_concurrency=8)``,
+    as ``wavecrest run --executor`` does: connecting is part of the call; the
     control plane here, each attempt one task submitted when the core says
     so; every output comes back here.
 ``dask-submit``
@@ -22,11 +23,13 @@ workflow on it:
     a coroutine on the client's loop, as wavecrest's executor does) before its
     successors are submitted. The floor of the local benchmarks, on Dask.
 
-Both call the same per-node work (:func:`noop`, or :func:`sleep_node` for the
-sleep graph), by reference from this module, which the workers import (the
-worker processes get this checkout on ``PYTHONPATH``). Keys of both sides
-have one dash-prefixed group: ``wc-...`` for wavecrest, ``noop-...`` for the
-plain submits.
+The two others share one client, whose batch window to the scheduler is the
+2 ms wavecrest gives the clients it opens (Dask's default is 10 ms), so that
+all three talk to the scheduler alike. All call the same per-node work
+(:func:`noop`, or :func:`sleep_node` for the sleep graph), by reference from
+this module, which the workers import (the worker processes get this checkout
+on ``PYTHONPATH``). Every key has one dash-prefixed group: ``wc-...`` for
+wavecrest, ``noop-...`` for the others.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from wavecrest.actors._dask import CLIENT_BATCH_INTERVAL
 from wavecrest.core import RuntimeContext, Workflow, register_runtime
 
 from .graphs import NOOP, SLEEP, durations
@@ -141,6 +145,7 @@ class Cluster:
                 )
             )
         self.client = distributed.Client(self.address, set_as_default=False)
+        self.client.scheduler_comm.interval = CLIENT_BATCH_INTERVAL
         self.client.wait_for_workers(workers, timeout=START_TIMEOUT)
 
     def close(self) -> None:
@@ -167,8 +172,10 @@ def prepare_dask(system: str, workflow: Workflow, work: str, client: Any) -> Cal
     if system == "wavecrest-dask":
         from wavecrest.actors import run_workflow
 
+        address = "dask://" + client.scheduler.address.removeprefix("tcp://")
+
         def run_wavecrest() -> Outcome:
-            result = run_workflow(workflow, max_concurrency=CONCURRENCY, executor=client)
+            result = run_workflow(workflow, max_concurrency=CONCURRENCY, executor=address)
             ok = result.status == "completed" and len(result.outputs) == nodes
             detail = "" if ok else f"status {result.status!r}, errors {result.errors[:2]}"
             return Outcome(ok, len(result.outputs), detail)

@@ -541,6 +541,11 @@ def test_an_address_connects_its_own_client(
     with dask.config.set({"scheduler-address": cluster.scheduler_address}):
         result = run_workflow(wf, executor="dask")
     assert result.outputs["p"]["pid"] != os.getpid()
+    with Runtime() as runtime:  # local by default; one run sent to the cluster
+        remote = runtime.submit(wf, executor=f"dask://{address}").result(timeout=WAIT)
+        here = runtime.submit(flow('<transform id="p" type="echo" value="{{ 1 }}"/>'))
+        assert here.result(timeout=WAIT).outputs == {"p": 1}
+    assert remote.outputs["p"]["pid"] != os.getpid()
 
 
 def test_the_cli_runs_and_resumes_on_a_cluster(
@@ -653,3 +658,28 @@ def test_workers_that_cannot_import_wavecrest_are_refused_when_connecting(
         ):
             Runtime(executor=fresh)
         assert fresh.status == "running"
+
+
+def test_executor_dask_without_a_configured_address_says_what_to_give() -> None:
+    with (
+        dask.config.set({"scheduler-address": None}),
+        pytest.raises(ExecutorError, match=r"executor 'dask' takes the scheduler's address"),
+    ):
+        Runtime(executor="dask")
+
+
+def test_a_client_wavecrest_opens_batches_every_2ms_and_a_given_one_is_left_alone(
+    client: distributed.Client, cluster: distributed.LocalCluster
+) -> None:
+    """Dask's 10 ms client batch window would delay every step of a chain of attempts."""
+    own = dask_executor.DaskExecutor.connect(cluster.scheduler_address)
+    try:
+        assert own.client.scheduler_comm.interval == dask_executor.CLIENT_BATCH_INTERVAL == 0.002
+    finally:
+        own.close()
+    assert own.client.status == "closed"
+    before = client.scheduler_comm.interval
+    given = dask_executor.DaskExecutor(client, owned=False)
+    given.close()
+    assert client.scheduler_comm.interval == before
+    assert client.status == "running"
