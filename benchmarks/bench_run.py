@@ -489,14 +489,15 @@ def dask_section(h: Harness) -> list[Table]:
     table.notes.append(
         "One worker per graph and size starts the cluster (`dask scheduler`, two `dask "
         "worker --nthreads 4` processes) and times the three systems in turns on it "
-        "(A B C, C B A, ...). wavecrest-dask: `run_workflow(workflow, executor=client, "
-        "max_concurrency=8)`, every attempt one task and every output back here. "
-        "dask-window: a graphlib sorter here, at most 8 tasks submitted at a time, each "
-        "result brought back before its successors are submitted: the least any "
-        "scheduler that keeps the graph on the client pays. dask-submit: Dask's own "
-        "scheduler, one `client.submit` per node with its input futures, then one "
-        "`gather` of every result. Ratios: the median of each round's ratio, with "
-        "quartiles; the target is dask/submit."
+        "(A B C, C B A, ...). wavecrest-dask: `run_workflow(workflow, "
+        'executor="dask://HOST:PORT", max_concurrency=8)`, connecting included, every '
+        "attempt one task and every output back here. dask-window: a graphlib sorter "
+        "here, at most 8 tasks submitted at a time, each result brought back before its "
+        "successors are submitted: the least any scheduler that keeps the graph on the "
+        "client pays. dask-submit: Dask's own scheduler, one `client.submit` per node with "
+        "its input futures, then one `gather` of every result. The two share a client "
+        "with the 2 ms batch window wavecrest gives its own. Ratios: the median of each "
+        "round's ratio, with quartiles; the target is dask/submit."
     )
     n = s.makespan_nodes
     record = _dask_record(h, "sleep", n)
