@@ -9,10 +9,11 @@ snapshot — runs on a worker.
 
 Client side. Each attempt is a :class:`DaskNodeActor`, a
 :class:`~wavecrest.actors._executors.ReactiveActor`: its ``on_start`` submits
-:func:`run_attempt` as one Dask task keyed ``wc-<node>-<token>-<tag>`` (Dask
-groups keys by the dash-separated words before the first number, so an
-attempt's task joins the ``wc-<node>`` group; ``tag`` is random per run, so
-runs sharing a cluster never share a key). A coroutine on the client's event
+:func:`run_attempt` as one Dask task keyed ``wc-<node>-<token>-<tag>``. Dask
+groups keys by their leading dash-separated words (``dask.utils.key_split``):
+the attempts of node ``load-users`` form the group ``wc-load-users``, and the
+token, a number, ends the group name whatever follows; ``tag`` is random per
+run, so runs sharing a cluster never share a key. A coroutine on the client's event
 loop awaits the task and tells the actor the result; meanwhile the actor holds
 no thread. The actor then reports the outcome to the scheduler exactly as a
 local node actor does, and drops the Dask future, which releases the result
@@ -642,6 +643,11 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise ExecutorError(
                 f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: {exc}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. something else listens there
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ExecutorError(
+                f"{address!r} does not answer as a Dask scheduler ({detail})"
             ) from None
         stream = getattr(client, "scheduler_comm", None)
         if stream is not None and hasattr(stream, "interval"):

@@ -23,7 +23,7 @@ Sections (``--only`` picks some, comma-separated):
     local cluster (a ``dask scheduler`` and two ``dask worker`` processes of
     4 threads): µs per no-op node of the chain, wide and layered graphs at
     each size, and the makespan of the sleep DAG, all timed in turns in one
-    worker per graph (needs ``distributed``).
+    worker per graph (needs ``distributed``; only with ``--only``).
 
 Every (system, graph, size) is measured by its own ``python -m
 benchmarks.worker`` process (so peak RSS is that system's alone): one warm-up
@@ -59,6 +59,8 @@ from .systems import CONCURRENCY, PEERS, SYSTEMS, WAVECREST
 __all__ = ["SECTIONS", "main"]
 
 SECTIONS = ("overhead", "makespan", "scale", "snapshot", "throughput", "dask")
+#: What runs without --only: the dask section starts clusters and takes about 20 minutes.
+DEFAULT_SECTIONS = SECTIONS[:-1]
 GRAPHS = ("chain", "wide", "layered")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -665,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="sizes 1k and 10k only, 1 timed run per cell"
     )
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="sections to run (default: %(default)s)"
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"sections to run, of {', '.join(SECTIONS)} (default: %(default)s)",
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="systems to compare (default: %(default)s)"
