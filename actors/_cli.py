@@ -146,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--append-log", action="store_true", help="record the run in the file's Execution Log"
     )
+    _executor_option(run)
     _output_options(run)
 
     resume = commands.add_parser("resume", help="continue a run from its snapshot")
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--set", action="append", default=[], metavar="K=V")
     resume.add_argument("--secret", action="append", default=[], metavar="K=V")
     resume.add_argument("--append-log", action="store_true")
+    _executor_option(resume)
     _output_options(resume)
 
     inspect = commands.add_parser("inspect", help="show a run's status, nodes and errors")
@@ -178,6 +180,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--state-dir", metavar="DIR")
     return parser
+
+
+def _executor_option(parser: argparse.ArgumentParser) -> None:
+    # Checked when the Runtime opens it: a bad value or an unreachable scheduler is
+    # an ExecutorError, so exit 2 with one line.
+    parser.add_argument(
+        "--executor",
+        metavar="EXECUTOR",
+        help="where node attempts run: local (default) or dask://HOST:PORT",
+    )
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -321,7 +333,8 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     progress = make_progress(streams.err, quiet=args.quiet, total=0, verbose=args.verbose)
     with Runtime(
-        max_concurrency=args.max_concurrency or workflow.runtime.max_concurrency or 8
+        max_concurrency=args.max_concurrency or workflow.runtime.max_concurrency or 8,
+        executor=args.executor,
     ) as runtime:
         handle = runtime.submit(
             workflow,
@@ -350,7 +363,7 @@ def _resume(args: argparse.Namespace, streams: Streams) -> int:
     approve = True if args.approve else False if args.reject else None
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     progress = make_progress(streams.err, quiet=args.quiet, total=0, verbose=args.verbose)
-    with Runtime() as runtime:
+    with Runtime(executor=args.executor) as runtime:
         handle = runtime.resume(
             args.run,
             state_dir=state_dir,

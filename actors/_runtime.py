@@ -4,7 +4,9 @@ A Runtime owns what its runs share: the thread pool actors run on, the timer
 thread, one FIFO :class:`SemaphoreActor` that caps running task nodes across
 all its runs, the :class:`EventDispatcher` that hands events to callbacks,
 streams and the host's logging, and the event loop ``async def`` runtimes run
-on (:class:`~wavecrest.actors._aio.AsyncExecutor`). Each submitted run gets
+on (:class:`~wavecrest.actors._aio.AsyncExecutor`), and the executors its
+runs' attempts run on (the local node actors by default, or a Dask cluster;
+see :mod:`wavecrest.actors._executors`). Each submitted run gets
 its own supervisor tree and is otherwise isolated: one run failing or being
 cancelled never touches another.
 
@@ -47,6 +49,7 @@ from wavecrest.core._snapshot import RunRecord
 
 from ._aio import AsyncExecutor
 from ._dispatch import EventDispatcher, Subscribers
+from ._executors import Executor, executor_key, open_executor
 from ._lock import RunLock
 from ._pool import ThreadPool
 from ._prepare import (
@@ -166,6 +169,13 @@ class Runtime:
     run on an event loop of the Runtime's own thread, started with the first
     of them; pass ``loop`` (a running loop) to run them on that loop instead.
     ``event_buffer`` bounds the unread events of each streamed run.
+    ``executor`` is where
+    the runs' attempts do their work: ``None`` or ``"local"`` (the local
+    pooled actors), ``"dask://HOST:PORT"`` (a Dask scheduler, connected to now
+    and disconnected on close), ``"dask"`` (the address in Dask's
+    configuration) or a ``distributed.Client`` (used, never closed); an
+    ExecutorError says what is wrong with anything else, a missing
+    ``distributed`` package, or a scheduler that cannot be reached.
     """
 
     def __init__(
@@ -176,6 +186,7 @@ class Runtime:
         name: str = "wavecrest",
         loop: asyncio.AbstractEventLoop | None = None,
         event_buffer: int = DEFAULT_EVENT_BUFFER,
+        executor: Any = None,
     ) -> None:
         if (
             isinstance(max_concurrency, bool)
@@ -190,6 +201,10 @@ class Runtime:
         self.max_concurrency = max_concurrency
         self.name = name
         self.event_buffer = event_buffer
+        # Connected before anything starts, so a bad executor leaves nothing running.
+        self._executor: Executor | None = open_executor(executor)
+        self._executors: dict[Any, Executor | None] = {executor_key(executor): self._executor}
+        self._executors_lock = threading.Lock()
         self._pool = ThreadPool(name)
         self._timers = TimerService(f"{name}-timers")
         self._subscribers = Subscribers()
@@ -232,14 +247,17 @@ class Runtime:
         on_event: Callback | None = None,
         run_id: str | None = None,
         stream: bool = False,
+        executor: Any = None,
     ) -> RunHandle:
         """Start a run without waiting for it; takes run_workflow's options.
 
-        Bad input (workflow, config, secrets, options, fault plan) raises here,
-        before anything starts. This reads a workflow given as a path and takes
-        a persisted run's lock on the calling thread; on an event loop,
-        ``await`` :meth:`submit_async` instead. ``stream=True`` keeps the
-        run's events for :meth:`RunHandle.events`.
+        Bad input (workflow, config, secrets, options, fault plan, executor)
+        raises here, before anything starts. This reads a workflow given as a
+        path and takes a persisted run's lock on the calling thread; on an event
+        loop, ``await`` :meth:`submit_async` instead. ``stream=True`` keeps the
+        run's events for :meth:`RunHandle.events`. ``executor`` runs this run's
+        attempts somewhere else than the Runtime's executor (``"local"``,
+        ``"dask://HOST:PORT"``, a Client; None: the Runtime's).
         """
         self._check_open()
         prepared = prepare_run(
@@ -257,7 +275,7 @@ class Runtime:
             run_id=run_id,
             default_concurrency=self.max_concurrency,
         )
-        return self._start(prepared, stream=stream)
+        return self._start(prepared, stream=stream, executor=self._executor_for(executor))
 
     async def submit_async(
         self,
@@ -275,6 +293,7 @@ class Runtime:
         on_event: Callback | None = None,
         run_id: str | None = None,
         stream: bool = False,
+        executor: Any = None,
     ) -> RunHandle:
         """:meth:`submit` for an event loop: it runs on a worker thread of the Runtime, so
         reading and checking the input, taking the run's lock and starting its actors never
@@ -299,6 +318,7 @@ class Runtime:
                 on_event=on_event,
                 run_id=run_id,
                 stream=stream,
+                executor=executor,
             )
         )
 
@@ -317,6 +337,7 @@ class Runtime:
         seed: int | None = None,
         on_event: Callback | None = None,
         run_id: str | None = None,
+        executor: Any = None,
     ) -> RunResult:
         """``await rt.run(workflow, ...)``: submit a run and await its result.
 
@@ -336,6 +357,7 @@ class Runtime:
             seed=seed,
             on_event=on_event,
             run_id=run_id,
+            executor=executor,
         )
         try:
             return await handle
@@ -374,9 +396,12 @@ class Runtime:
         force: bool = False,
         on_event: Callback | None = None,
         stream: bool = False,
+        executor: Any = None,
     ) -> RunHandle:
-        """Continue a run from its snapshot (see :func:`resume_workflow`)."""
+        """Continue a run from its snapshot (see :func:`resume_workflow`), its attempts on
+        ``executor`` (None: the Runtime's), wherever the run ran before."""
         self._check_open()
+        chosen = self._executor_for(executor)
         path, record, lock = lock_record(run, state_dir)
         return self._resume(
             path,
@@ -388,6 +413,7 @@ class Runtime:
             force=force,
             on_event=on_event,
             stream=stream,
+            executor=chosen,
         )
 
     async def resume_async(
@@ -401,6 +427,7 @@ class Runtime:
         force: bool = False,
         on_event: Callback | None = None,
         stream: bool = False,
+        executor: Any = None,
     ) -> RunHandle:
         """:meth:`resume` for an event loop, on a worker thread (see :meth:`submit_async`)."""
         return await self._off_loop(
@@ -414,6 +441,7 @@ class Runtime:
                 force=force,
                 on_event=on_event,
                 stream=stream,
+                executor=executor,
             )
         )
 
@@ -429,6 +457,7 @@ class Runtime:
         force: bool,
         on_event: Callback | None,
         stream: bool = False,
+        executor: Executor | None = None,
     ) -> RunHandle:
         """Resume a run whose snapshot is already read under its ``lock`` (read once per
         resume); the run keeps the lock until it ends, or it is released here."""
@@ -447,7 +476,7 @@ class Runtime:
                 force=force,
                 on_event=on_event,
             )
-            return self._start(prepared, lock, stream=stream)
+            return self._start(prepared, lock, stream=stream, executor=executor)
         except BaseException:
             lock.release()
             raise
@@ -463,8 +492,24 @@ class Runtime:
         handle.future.set_result(result)
         return handle
 
+    def _executor_for(self, spec: Any) -> Executor | None:
+        """The executor ``spec`` names, opened once per Runtime (None: the Runtime's)."""
+        if spec is None:
+            return self._executor
+        key = executor_key(spec)
+        with self._executors_lock:
+            if key not in self._executors:
+                self._check_open()
+                self._executors[key] = open_executor(spec)
+            return self._executors[key]
+
     def _start(
-        self, prepared: PreparedRun, lock: RunLock | None = None, *, stream: bool = False
+        self,
+        prepared: PreparedRun,
+        lock: RunLock | None = None,
+        *,
+        stream: bool = False,
+        executor: Executor | None = None,
     ) -> RunHandle:
         snapshot = prepared.snapshot_path
         if lock is None and snapshot is not None:
@@ -492,7 +537,13 @@ class Runtime:
 
         try:
             handle._supervisor = RunSupervisor.start(
-                self._pool, prepared, self._services, resolve, lock=lock, stream=events
+                self._pool,
+                prepared,
+                self._services,
+                resolve,
+                lock=lock,
+                stream=events,
+                executor=executor,
             )
         except BaseException:
             with self._lock:
@@ -561,6 +612,11 @@ class Runtime:
         except ActorDeadError:
             pass
         self._timers.close()
+        with self._executors_lock:
+            executors = [e for e in self._executors.values() if e is not None]
+            self._executors.clear()
+        for executor in executors:
+            executor.close()
         # Every run is over, so what is left on the event loop or on a pool thread was
         # abandoned for ignoring cancellation: do not wait long for it. The loop goes
         # first: cancelled coroutines report through pooled threads.
@@ -635,19 +691,22 @@ def run_workflow(
     faults: Any = None,
     seed: int | None = None,
     on_event: Callback | None = None,
+    executor: Any = None,
 ) -> RunResult:
     """Run a workflow (a ``.flow.md`` path or a parsed Workflow) and return its result.
 
     ``state_dir=None`` runs in memory without snapshots; a path persists
     snapshots and logs there. ``faults`` is a fault-file path or the same
     structure as a dict; ``seed`` makes retry jitter and injected faults
-    reproducible. Bad input raises a WavecrestError before anything runs.
+    reproducible. ``executor`` is where the attempts run (see :class:`Runtime`;
+    None: the local pooled actors). Bad input raises a WavecrestError before
+    anything runs.
     """
     from wavecrest.core import load_workflow
 
     wf = workflow if isinstance(workflow, Workflow) else load_workflow(workflow)
     cap = max_concurrency or wf.runtime.max_concurrency or DEFAULT_CONCURRENCY
-    with Runtime(max_concurrency=cap) as runtime:
+    with Runtime(max_concurrency=cap, executor=executor) as runtime:
         handle = runtime.submit(
             wf,
             config=config,
@@ -673,6 +732,7 @@ def resume_workflow(
     approve: bool | None = None,
     force: bool = False,
     on_event: Callback | None = None,
+    executor: Any = None,
 ) -> RunResult:
     """Continue a run from its snapshot (a run id, or a snapshot path).
 
@@ -680,12 +740,20 @@ def resume_workflow(
     decides a checkpoint the run is paused at (True approves, False rejects).
     A run whose workflow file changed is refused unless ``force``; resuming a
     completed run returns its result without running anything.
-    ``state_dir=None`` means the default state dir.
+    ``state_dir=None`` means the default state dir. ``executor`` is where the
+    resumed attempts run, whichever executor the run had before (None: the
+    local pooled actors).
     """
     root = state_dir if state_dir is not None else default_state_dir()
+    executor_key(executor)  # a bad executor is refused before the run is locked
     path, record, lock = lock_record(run, root)
     cap = record.options.get("max_concurrency") or DEFAULT_CONCURRENCY
-    with Runtime(max_concurrency=cap) as runtime:
+    try:
+        runtime = Runtime(max_concurrency=cap, executor=executor)
+    except BaseException:
+        lock.release()
+        raise
+    with runtime:
         handle = runtime._resume(
             path,
             record,

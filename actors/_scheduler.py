@@ -40,6 +40,7 @@ from wavecrest.core._events import (
     WithdrawPermits,
 )
 
+from ._executors import RunExecutor
 from ._node import AttemptCancel, NodeActor, NodeEnv
 from ._pool import PooledActor, ThreadPool, unregister
 from ._semaphore import PermitOps, Permits
@@ -98,18 +99,21 @@ class SchedulerActor(PooledActor):
         publish: Callable[[list[Emit]], None] | None,
         feed: EventFeed | None = None,
         permits: Permits | None = None,
+        executor: RunExecutor | None = None,
     ) -> None:
         super().__init__(pool)
         self._shared = permits
         self.core = core
         self._env = env
+        # None: attempts run on local NodeActors; otherwise the executor starts them.
+        self._executor = executor
         self._semaphore = semaphore
         self._timers = timers
         self._supervisor = supervisor
         self._publish = publish
         self._feed = feed
-        # token -> (cancel event, node actor ref) for attempts in flight
-        self._nodes: dict[int, tuple[AttemptCancel, ActorRef[Any]]] = {}
+        # token -> (cancellation handle, node actor ref) for attempts in flight
+        self._nodes: dict[int, tuple[Any, ActorRef[Any]]] = {}
         self._timer_handles: dict[int, TimerHandle] = {}
         self.abandoned: list[ActorRef[Any]] = []
         # Permit operations not yet told to the semaphore: release, request, withdraw.
@@ -182,6 +186,8 @@ class SchedulerActor(PooledActor):
                     # thread stays busy until the runtime returns; its report is dropped.
                     unregister(entry[1])
                     self.abandoned.append(entry[1])
+                    if self._executor is not None:
+                        self._executor.abandon(entry[0])
             elif kind is Escalate:
                 self._supervisor.tell(command)
             elif kind is WithdrawPermits:
@@ -194,12 +200,16 @@ class SchedulerActor(PooledActor):
             journal = self.core.take_journal()
             if journal:
                 self._feed.push(journal)
+        executor = self._executor
         for start in starts:
             # Started after the step's events are published, so node.started is
             # in the log before anything the attempt logs.
-            cancel = AttemptCancel()
-            ref = NodeActor.start(self._pool, self._env, start, cancel)
-            self._nodes[start.token] = (cancel, ref)
+            if executor is None:
+                cancel = AttemptCancel()
+                ref = NodeActor.start(self._pool, self._env, start, cancel)
+                self._nodes[start.token] = (cancel, ref)
+            else:
+                self._nodes[start.token] = executor.start(self._pool, start)
         if finished:
             # Reported after the last events were published, so they reach the
             # writer and the dispatcher first.

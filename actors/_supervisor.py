@@ -51,6 +51,7 @@ from wavecrest.core._snapshot import (
 
 from ._aio import AsyncExecutor
 from ._dispatch import Deliver, Delivery, Settle, Settled, Subscribers
+from ._executors import Executor
 from ._lock import RunLock
 from ._logging import (
     EVENTS,
@@ -117,9 +118,11 @@ class RunSupervisor(PooledActor):
         *,
         lock: RunLock | None = None,
         stream: EventStream | None = None,
+        executor: Executor | None = None,
     ) -> None:
         super().__init__(pool)
         self.prepared = prepared
+        self._executor = executor  # where the attempts run; None: the local node actors
         self._services = services
         self._resolve = resolve
         self._run_lock = lock  # held from before the start until the final snapshot
@@ -205,6 +208,7 @@ class RunSupervisor(PooledActor):
             publish=self._publisher(),
             feed=self._feed,
             permits=services.permits,
+            executor=self._executor.for_run(env) if self._executor is not None else None,
         )
 
     def _header(self) -> RunRecord:

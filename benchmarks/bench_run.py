@@ -18,6 +18,12 @@ Sections (``--only`` picks some, comma-separated):
     worker.
 ``throughput``
     100 concurrent runs of a 50-node layered workflow in one ``Runtime``.
+``dask``
+    wavecrest's Dask executor against Dask distributed's own scheduler on one
+    local cluster (a ``dask scheduler`` and two ``dask worker`` processes of
+    4 threads): µs per no-op node of the chain, wide and layered graphs at
+    each size, and the makespan of the sleep DAG, all timed in turns in one
+    worker per graph (needs ``distributed``; only with ``--only``).
 
 Every (system, graph, size) is measured by its own ``python -m
 benchmarks.worker`` process (so peak RSS is that system's alone): one warm-up
@@ -52,12 +58,16 @@ from .systems import CONCURRENCY, PEERS, SYSTEMS, WAVECREST
 
 __all__ = ["SECTIONS", "main"]
 
-SECTIONS = ("overhead", "makespan", "scale", "snapshot", "throughput")
+SECTIONS = ("overhead", "makespan", "scale", "snapshot", "throughput", "dask")
+#: What runs without --only: the dask section starts clusters and takes about 20 minutes.
+DEFAULT_SECTIONS = SECTIONS[:-1]
 GRAPHS = ("chain", "wide", "layered")
 ROOT = Path(__file__).resolve().parent.parent
 
 MAKESPAN_TARGET = 1.10
 SNAPSHOT_TARGET = 1.15
+DASK_OVERHEAD_TARGET = 1.20
+DASK_MAKESPAN_TARGET = 1.05
 SNAPSHOT_PAIRS = 9
 
 
@@ -439,12 +449,97 @@ def throughput(h: Harness) -> list[Table]:
     return [table]
 
 
+def _dask_record(h: Harness, graph: str, size: int) -> dict[str, Any]:
+    return h.measure("dask", "--graph", graph, "--size", str(size))
+
+
+def _quartiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    if not ordered:
+        return "n/a"
+    low, _, high = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else ordered * 3
+    return f"{statistics.median(ordered):.2f} ({low:.2f}-{high:.2f})"
+
+
+def dask_section(h: Harness) -> list[Table]:
+    s = h.settings
+    systems = ("wavecrest-dask", "dask-window", "dask-submit")
+    table = Table(
+        "Dask executor: µs per no-op node on a local cluster (2 workers of 4 threads), "
+        "median (min), concurrency 8",
+        ["graph", "nodes", *systems, "dask/submit", "dask/window", "target"],
+    )
+    for size in s.sizes:
+        for graph in GRAPHS:
+            record = _dask_record(h, graph, size)
+            if not record.get("ok"):
+                table.add(graph, f"{size:,}", *(["FAILED"] * 5), f"≤ {DASK_OVERHEAD_TARGET:.2f}")
+                continue
+            cells = []
+            for system in systems:
+                times = record["times_by_system"][system]
+                median, least = statistics.median(times), min(times)
+                cells.append(f"{median / size * 1e6:,.0f} ({least / size * 1e6:,.0f})")
+            table.add(
+                graph,
+                f"{size:,}",
+                *cells,
+                _quartiles(record["ratios"]["dask-submit"]),
+                _quartiles(record["ratios"]["dask-window"]),
+                f"≤ {DASK_OVERHEAD_TARGET:.2f}",
+            )
+    table.notes.append(
+        "One worker per graph and size starts the cluster (`dask scheduler`, two `dask "
+        "worker --nthreads 4` processes) and times the three systems in turns on it "
+        "(A B C, C B A, ...). wavecrest-dask: `run_workflow(workflow, "
+        'executor="dask://HOST:PORT", max_concurrency=8)`, connecting included, every '
+        "attempt one task and every output back here. dask-window: a graphlib sorter "
+        "here, at most 8 tasks submitted at a time, each result brought back before its "
+        "successors are submitted: the least any scheduler that keeps the graph on the "
+        "client pays. dask-submit: Dask's own scheduler, one `client.submit` per node with "
+        "its input futures, then one `gather` of every result. The two share a client "
+        "with the 2 ms batch window wavecrest gives its own. Ratios: the median of each "
+        "round's ratio, with quartiles; the target is dask/submit."
+    )
+    n = s.makespan_nodes
+    record = _dask_record(h, "sleep", n)
+    spans = Table(
+        f"Dask executor makespan: {n}-node random layered DAG of 5-30 ms sleeps, concurrency 8",
+        ["system", "median s", "min s", "median / bound", "min / bound", "target"],
+    )
+    for system in systems:
+        target = f"≤ {DASK_MAKESPAN_TARGET:.2f}" if system == "wavecrest-dask" else "-"
+        if not record.get("ok"):
+            spans.add(system, "FAILED", "FAILED", "n/a", "n/a", target)
+            continue
+        times = record["times_by_system"][system]
+        bound = record["lower_bound"]
+        median, least = statistics.median(times), min(times)
+        spans.add(
+            system,
+            f"{median:.3f}",
+            f"{least:.3f}",
+            f"{median / bound:.3f}",
+            f"{least / bound:.3f}",
+            target,
+        )
+    if record.get("ok"):
+        spans.notes.append(
+            f"Lower bound = max(critical path {record['critical_path']:.3f} s, total work "
+            f"{record['total_work']:.3f} s / {CONCURRENCY}) = {record['lower_bound']:.3f} s, "
+            "on the same cluster; wavecrest sleeps with `ctx.sleep`, the others with "
+            "`time.sleep`."
+        )
+    return [table, spans]
+
+
 SECTION_FUNCTIONS: dict[str, Callable[[Harness], list[Table]]] = {
     "overhead": overhead,
     "makespan": makespan,
     "scale": scale,
     "snapshot": snapshot,
     "throughput": throughput,
+    "dask": dask_section,
 }
 
 
@@ -476,6 +571,20 @@ def targets(h: Harness) -> Table:
             )
         else:
             table.add(f"snapshots on / off ≤ {SNAPSHOT_TARGET:.2f}", "FAILED", "no")
+    for key, record in h.records.items():
+        if key[0] != "dask" or not record.get("ok"):
+            continue
+        graph, size = key[2], int(key[4])
+        if graph == "sleep":
+            times = record["times_by_system"]["wavecrest-dask"]
+            value = statistics.median(times) / record["lower_bound"]
+            target = DASK_MAKESPAN_TARGET
+            label = f"dask makespan / bound ≤ {target:.2f}"
+        else:
+            value = statistics.median(record["ratios"]["dask-submit"])
+            target = DASK_OVERHEAD_TARGET
+            label = f"dask {graph} {size:,}: wavecrest / client.submit ≤ {target:.2f}"
+        table.add(label, f"{value:.3f}", "yes" if value <= target else "no")
     largest = max(s.sizes)
     for system in WAVECREST:
         done = [
@@ -506,6 +615,7 @@ def _meta(settings: Settings, load: tuple[float, float, float]) -> dict[str, Any
         "wavecrest": _version("wavecrest"),
         "git": sha + (" + uncommitted changes in core/ or actors/" if dirty else ""),
         "dask": _version("dask"),
+        "distributed": _version("distributed"),
         "cpu_count": os.cpu_count(),
         "loadavg_start": load,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -524,7 +634,8 @@ def _header(meta: dict[str, Any]) -> str:
     lines = [
         f"- Python {meta['python']} ({meta['implementation']}), {meta['platform']}",
         f"- wavecrest {meta['wavecrest']} (git {meta['git'] or 'unknown'}), "
-        f"dask {meta['dask'] or 'not installed'}",
+        f"dask {meta['dask'] or 'not installed'}, "
+        f"distributed {meta.get('distributed') or 'not installed'}",
         f"- os.cpu_count() = {meta['cpu_count']}, load average at start {load}",
         f"- {meta['started']}: concurrency {meta['concurrency']}, median of up to "
         f"{meta['repeat']} timed run(s) per cell (budget {meta['budget']:g} s), "
@@ -556,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="sizes 1k and 10k only, 1 timed run per cell"
     )
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="sections to run (default: %(default)s)"
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"sections to run, of {', '.join(SECTIONS)} (default: %(default)s)",
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="systems to compare (default: %(default)s)"
@@ -604,6 +717,12 @@ def main(argv: list[str] | None = None) -> int:
     if "dask" in systems and _version("dask") is None:
         print("dask is not installed (pip install .[bench]); leaving it out", file=sys.stderr)
         systems = tuple(x for x in systems if x != "dask")
+    if "dask" in sections and _version("distributed") is None:
+        print(
+            "distributed is not installed (pip install .[bench]); leaving out the dask section",
+            file=sys.stderr,
+        )
+        sections = tuple(x for x in sections if x != "dask")
 
     settings = Settings(
         sections=sections,

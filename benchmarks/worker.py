@@ -14,6 +14,7 @@ whose outcome is wrong.
     python -m benchmarks.worker run --system graph-only --graph chain --size 100000
     python -m benchmarks.worker throughput --runs 100 --size 50
     python -m benchmarks.worker paired --graph layered --size 10000
+    python -m benchmarks.worker dask --graph wide --size 1000
 
 ``--graph sleep`` is ``sleep_layered`` (5-30 ms per node); its result carries
 the makespan lower bound. ``graph-only`` builds the graph and runs nothing:
@@ -24,6 +25,11 @@ the first submit to the last result (the Runtime's start and close untimed).
 one process (off, on, on, off, off, on...), ``--repeat`` calls of each, so
 that a machine slowing down or speeding up weighs on both sides alike; its
 record has ``times_off`` and ``times_on``, and ``ratios`` of each pair.
+``dask`` starts a ``dask scheduler`` and two ``dask worker`` processes
+(:mod:`benchmarks.cluster`) and times, in turns, wavecrest's Dask executor,
+the minimal client-side window and plain ``client.submit`` of the same graph
+on that cluster; its record has ``times_by_system`` and, per other system,
+the ``ratios`` wavecrest / system of each round.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from wavecrest.core import Workflow
 from .graphs import chain, critical_path_seconds, durations, layered, sleep_layered, wide
 from .systems import CONCURRENCY, SYSTEMS, WAVECREST, Outcome, prepare, register_runtimes
 
-__all__ = ["build", "main", "measure", "measure_pairs", "time_call"]
+__all__ = ["build", "main", "measure", "measure_pairs", "measure_rounds", "time_call"]
 
 GRAPHS = ("chain", "wide", "layered", "sleep")
 WARM_UP_SIZE = 100
@@ -151,6 +157,25 @@ def measure_pairs(
     return sides[False], sides[True], outcome
 
 
+def measure_rounds(
+    calls: dict[str, Callable[[], Outcome]], repeat: int, budget: float
+) -> tuple[dict[str, list[float]], Outcome]:
+    """Time every call once per round, in an order that turns each round (A B C, C B A,
+    ...), ``repeat`` rounds or until ``budget``; stops at the first wrong outcome."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    outcome = Outcome(False, 0, "not run")
+    for index in range(repeat):
+        for name in names if index % 2 == 0 else reversed(names):
+            elapsed, outcome = time_call(calls[name])
+            times[name].append(elapsed)
+            if not outcome.ok:
+                return times, Outcome(False, outcome.nodes, f"{name}: {outcome.detail}")
+        if sum(sum(t) for t in times.values()) >= budget:
+            break
+    return times, outcome
+
+
 def _paired(args: argparse.Namespace, record: dict[str, Any], workflow: Workflow) -> None:
     system = record["system"]
     small = _warm_up_graph(record["graph"], args.size, args.seed)
@@ -175,6 +200,42 @@ def _paired(args: argparse.Namespace, record: dict[str, Any], workflow: Workflow
     )
     if outcome.extra and "bytes" in outcome.extra:
         record["snapshot_bytes"] = outcome.extra["bytes"]
+
+
+def _dask_pairs(args: argparse.Namespace, record: dict[str, Any], workflow: Workflow) -> None:
+    from .cluster import DASK_SYSTEMS, Cluster, prepare_dask, register_dask_runtimes
+
+    register_dask_runtimes()
+    work = "sleep" if record["graph"] == "sleep" else "noop"
+    cluster = Cluster()
+    try:
+        client = cluster.client
+        small = _warm_up_graph(record["graph"], args.size, args.seed)
+        calls = {system: prepare_dask(system, small, work, client) for system in DASK_SYSTEMS}
+        for system, call in calls.items():
+            first = call()
+            if not first.ok:
+                record.update(times=[], ok=False, detail=f"warm-up of {system}: {first.detail}")
+                return
+        calls = {system: prepare_dask(system, workflow, work, client) for system in DASK_SYSTEMS}
+        gc.collect()
+        record["rss_ready_kb"] = rss_kb()
+        times, outcome = measure_rounds(calls, args.repeat, args.budget)
+        record["rss_peak_kb"] = rss_kb()
+    finally:
+        cluster.close()
+    ours = times["wavecrest-dask"]
+    record.update(
+        times=ours,
+        times_by_system=times,
+        ratios={
+            system: [a / b for a, b in zip(ours, times[system], strict=False)]
+            for system in DASK_SYSTEMS
+            if system != "wavecrest-dask"
+        },
+        ok=outcome.ok,
+        detail=outcome.detail,
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,6 +265,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record["snapshots"] = "paired"
         record["rss_start_kb"] = rss_start
         _paired(args, record, workflow)
+        return record
+    if args.kind == "dask":
+        record["system"] = "wavecrest-dask"
+        record["rss_start_kb"] = rss_start
+        _dask_pairs(args, record, workflow)
         return record
     if args.kind == "throughput":
         record["runs"] = args.runs
@@ -251,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     pair = kinds.add_parser("paired", help="wavecrest without and with snapshots, in turns")
     pair.add_argument("--system", default="wavecrest-eager", choices=WAVECREST)
     pair.add_argument("--graph", default="layered", choices=("chain", "wide", "layered"))
-    for sub in (one, many, pair):
+    on_dask = kinds.add_parser(
+        "dask", help="wavecrest's Dask executor and plain client.submit, in turns, on a cluster"
+    )
+    on_dask.add_argument("--graph", required=True, choices=GRAPHS)
+    for sub in (one, many, pair, on_dask):
         sub.add_argument("--size", type=int, required=True)
         sub.add_argument("--repeat", type=int, default=3)
         sub.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls")

@@ -91,6 +91,11 @@ class EventsUnavailableError(WavecrestError, RuntimeError):
     """Raised when ``handle.events()`` is asked for events its run does not stream to it."""
 
 
+class ExecutorError(WavecrestError):
+    """Raised when the executor asked for cannot be used: unknown, not installed, or its
+    scheduler unreachable."""
+
+
 # --- errors raised by node runtimes ---------------------------------------------------
 
 
@@ -148,3 +153,8 @@ class HttpError(NodeError):
 
 class OutputEncodingError(PermanentError):
     """Raised when a node's output cannot be written to a snapshot."""
+
+
+class TransferError(PermanentError):
+    """Raised when an attempt's work or result cannot travel between wavecrest and a
+    Dask worker: it does not pickle, or its result is over the size limit."""

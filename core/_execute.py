@@ -173,10 +173,16 @@ def execute_task(
     log: Any = None,
     encode: Callable[[Any], bytes] | None = None,
     run_coroutine: RunCoroutine | None = None,
+    runtime: RuntimeSpec | None = None,
 ) -> Outcome:
     """Run one attempt on this thread and report its outcome (see :func:`prepare_task` and
-    :meth:`TaskCall.run`, which ``run_coroutine`` is passed to)."""
-    prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log)
+    :meth:`TaskCall.run`, which ``run_coroutine`` is passed to).
+
+    ``runtime`` is the registry entry to run, when the executor brought it along
+    (a Dask worker runs the client's entry, not whatever its own registry
+    holds); else the key is looked up in this process's registry.
+    """
+    prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log, runtime)
     if not isinstance(prepared, _Ready):
         return prepared
     spec, ctx = prepared.spec, prepared.ctx
@@ -212,13 +218,14 @@ def _prepare(
     base_dir: Path | str,
     secrets: Mapping[str, str] | None,
     log: Any,
+    runtime: RuntimeSpec | None = None,
 ) -> _Ready | Outcome:
     node = start.node
     try:
         fault = start.fault
         if fault is not None:
             _inject(fault, start, cancel)
-        spec = get_runtime(node.runtime_key)
+        spec = runtime if runtime is not None else get_runtime(node.runtime_key)
         scope = start.scope
         config: dict[str, Any] = {}
         expressions: dict[str, Any] = {}
