@@ -10,7 +10,7 @@ as transient. Either way exactly one report reaches the scheduler, and the
 actor is unregistered before it is sent.
 
 Cancellation is cooperative: the scheduler sets the attempt's
-:class:`AttemptCancel` (a ``threading.Event``), which the runtime sees
+:class:`AttemptCancel` (a :class:`~wavecrest.actors._pool.Flag`), which the runtime sees
 through ``ctx.cancelled()`` and ``ctx.sleep()``.
 
 An attempt of an ``async def`` runtime is prepared the same way on the pooled
@@ -24,7 +24,6 @@ task, so the runtime gets ``asyncio.CancelledError`` where it awaits.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,16 +41,20 @@ from wavecrest.core._execute import Outcome
 from wavecrest.core._registry import is_async_runtime
 
 from ._aio import AsyncExecutor
-from ._pool import PooledActor, ThreadPool
+from ._pool import Flag, PooledActor, ThreadPool
 
 __all__ = ["AttemptCancel", "NodeActor", "NodeEnv"]
 
 
-class AttemptCancel(threading.Event):
-    """An attempt's cancel signal: a ``threading.Event`` that also runs a hook once set
-    (which cancels an async attempt's task)."""
+class AttemptCancel(Flag):
+    """An attempt's cancel signal: a :class:`~wavecrest.actors._pool.Flag` that also runs a
+    hook once set (which cancels an async attempt's task)."""
 
-    _hook: Callable[[], None] | None = None  # set by on_set; None costs plain attempts nothing
+    __slots__ = ("_hook",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hook: Callable[[], None] | None = None  # None costs plain attempts nothing
 
     def set(self) -> None:
         super().set()

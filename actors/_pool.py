@@ -38,7 +38,7 @@ import pykka
 from pykka import ActorRegistry
 from wavecrest.core import RuntimeClosedError
 
-__all__ = ["PooledActor", "ThreadPool"]
+__all__ = ["Flag", "PooledActor", "ThreadPool", "register", "unregister"]
 
 
 class ThreadPool:
@@ -101,21 +101,87 @@ class ThreadPool:
 
 _urns = count(1)
 
+#: Guards the lazy creation of a Flag's event (rare: only when someone waits).
+_flag_lock = threading.Lock()
+
+
+class Flag:
+    """A ``threading.Event`` that costs a bool until somebody waits on it.
+
+    Setting and testing it are attribute operations; the Event (a Condition and
+    a Lock) is made only by the first ``wait``. Used for what is set and tested
+    per node but rarely waited on: an actor's ``actor_stopped`` and an attempt's
+    cancellation token.
+    """
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        # A waiter publishes its event before it reads the flag, and this reads the
+        # event after writing the flag, so one of the two always sees the other.
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        event = self._event
+        if event is None:
+            with _flag_lock:
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
+            if self._flag:
+                event.set()
+        return event.wait(timeout)
+
+
+def register(ref: pykka.ActorRef[Any]) -> None:
+    """``ActorRegistry.register`` without its debug message, which formats the actor's
+    name even when debug logging is off (twice per node actor)."""
+    with ActorRegistry._actor_refs_lock:
+        ActorRegistry._actor_refs.append(ref)
+
+
+def unregister(ref: pykka.ActorRef[Any]) -> None:
+    with ActorRegistry._actor_refs_lock:
+        try:
+            ActorRegistry._actor_refs.remove(ref)
+        except ValueError:
+            pass  # already unregistered (abandoned, or stopped twice)
+
+
+if not (
+    hasattr(ActorRegistry, "_actor_refs") and hasattr(ActorRegistry, "_actor_refs_lock")
+):  # pragma: no cover - another pykka: use its public, slower registration
+    register = ActorRegistry.register
+    unregister = ActorRegistry.unregister
+
 
 class PooledActor(pykka.Actor):
     """A pykka actor whose loop runs on a :class:`ThreadPool` thread, with an exit hook.
 
     Node actors are started by the ten thousand, so the per-actor costs are
-    trimmed: the URN is a counter rather than a fresh UUID, and starting and
-    stopping skip pykka's debug messages (registration still goes through
-    :class:`pykka.ActorRegistry`).
+    trimmed: the URN is a counter rather than a fresh UUID, ``actor_stopped`` is
+    a :class:`Flag`, and starting and stopping skip pykka's debug messages
+    (registration still goes into :class:`pykka.ActorRegistry`, through its list
+    and lock).
     """
 
     def __init__(self, pool: ThreadPool) -> None:
         # The fields pykka's Actor.__init__ sets, with a cheap process-unique URN.
         self.actor_urn = f"urn:wavecrest:actor:{next(_urns)}"
         self.actor_inbox = self._create_actor_inbox()
-        self.actor_stopped = threading.Event()
+        self.actor_stopped = Flag()  # type: ignore[assignment]
         self._actor_ref = pykka.ActorRef(self)
         self._pool = pool
         self._crash: BaseException | None = None
@@ -130,12 +196,12 @@ class PooledActor(pykka.Actor):
     def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:  # type: ignore[override]
         """Create the actor, register it, and run its loop on its pool."""
         actor = cls(*args, **kwargs)
-        ActorRegistry.register(actor.actor_ref)
+        register(actor.actor_ref)
         actor._start_actor_loop()
         return actor.actor_ref
 
     def _stop(self) -> None:
-        ActorRegistry.unregister(self.actor_ref)
+        unregister(self.actor_ref)
         self.actor_stopped.set()
         try:
             self.on_stop()
@@ -154,7 +220,7 @@ class PooledActor(pykka.Actor):
         try:
             self._pool.submit(self._run_loop)
         except RuntimeClosedError:
-            ActorRegistry.unregister(self.actor_ref)
+            unregister(self.actor_ref)
             self.actor_stopped.set()
             raise
 
@@ -179,7 +245,7 @@ class PooledActor(pykka.Actor):
 
     def _exit(self) -> None:
         if not self.actor_stopped.is_set():
-            ActorRegistry.unregister(self.actor_ref)
+            unregister(self.actor_ref)
             self.actor_stopped.set()
             self._actor_loop_teardown()
         self.on_exit(self._crash)
@@ -218,7 +284,7 @@ class PooledActor(pykka.Actor):
         # pykka logs unhandled exceptions at ERROR and stops the actor; an actor
         # of ours reports them through on_exit instead, to whoever monitors it.
         self._crash = exc_value
-        ActorRegistry.unregister(self.actor_ref)
+        unregister(self.actor_ref)
         self.actor_stopped.set()
 
     def on_exit(self, crash: BaseException | None) -> None:

@@ -60,7 +60,7 @@ from ._prepare import (
     prepare_resume,
     prepare_run,
 )
-from ._semaphore import SemaphoreActor
+from ._semaphore import Permits, SemaphoreActor
 from ._stream import DEFAULT_EVENT_BUFFER, EventStream
 from ._supervisor import Cancel, Decide, RunSupervisor, Services
 from ._timers import TimerService
@@ -211,12 +211,14 @@ class Runtime:
         if on_event is not None:
             self._subscribers.add(on_event)
         self._aio = AsyncExecutor(name, loop)
-        self._semaphore = SemaphoreActor.start(self._pool, max_concurrency)
+        self._permits = Permits(max_concurrency)
+        self._semaphore = SemaphoreActor.start(self._pool, self._permits)
         self._dispatcher = EventDispatcher.start(self._pool, self._subscribers)
         self._services = Services(
             self._pool,
             self._timers,
             self._semaphore,
+            self._permits,
             self._dispatcher,
             self._subscribers,
             self._aio,
@@ -566,7 +568,7 @@ class Runtime:
 
     def statistics(self) -> SemaphoreStatistics:
         """The shared semaphore's state: capacity, free permits, held, queued."""
-        return self._semaphore.proxy().statistics().get(timeout=10)
+        return self._permits.statistics()
 
     def _check_open(self) -> None:
         if self._closed:

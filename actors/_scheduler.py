@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka import ActorDeadError, ActorRef
 from wavecrest.core import RunResult, Scheduler
 from wavecrest.core._events import (
     AbandonTask,
@@ -24,9 +24,13 @@ from wavecrest.core._events import (
     CheckpointDecided,
     Emit,
     Escalate,
+    FailNode,
     Finished,
+    PermitsGranted,
     ReleasePermits,
     RequestPermits,
+    RetryNode,
+    RunFallback,
     StartTask,
     StartTimer,
     TaskCancelled,
@@ -38,14 +42,26 @@ from wavecrest.core._events import (
 
 from ._executors import RunExecutor
 from ._node import AttemptCancel, NodeActor, NodeEnv
-from ._pool import PooledActor, ThreadPool
-from ._semaphore import PermitOps
+from ._pool import PooledActor, ThreadPool, unregister
+from ._semaphore import PermitOps, Permits
 from ._timers import TimerHandle, TimerService
 from ._writer import EventFeed
 
 __all__ = ["DecideCheckpoint", "RunEnded", "SchedulerActor", "SchedulerCrashed"]
 
 _OUTCOMES = (TaskSucceeded, TaskFailed, TaskCancelled)
+_INPUTS = frozenset(
+    {
+        TaskSucceeded,
+        TaskFailed,
+        TaskCancelled,
+        PermitsGranted,
+        TimerFired,
+        RetryNode,
+        RunFallback,
+        FailNode,
+    }
+)
 
 
 class DecideCheckpoint(NamedTuple):
@@ -82,9 +98,11 @@ class SchedulerActor(PooledActor):
         supervisor: ActorRef[Any],
         publish: Callable[[list[Emit]], None] | None,
         feed: EventFeed | None = None,
+        permits: Permits | None = None,
         executor: RunExecutor | None = None,
     ) -> None:
         super().__init__(pool)
+        self._shared = permits
         self.core = core
         self._env = env
         # None: attempts run on local NodeActors; otherwise the executor starts them.
@@ -105,6 +123,12 @@ class SchedulerActor(PooledActor):
         self._env.scheduler = self.actor_ref
         self._apply(self.core.start())
         self._flush_permits()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # The core's inputs skip pykka's checks for its own messages (stop, proxy calls).
+        if type(message) in _INPUTS:
+            return self.on_receive(message)
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
@@ -160,7 +184,7 @@ class SchedulerActor(PooledActor):
                     entry[0].set()
                     # It ignored cancellation: stop counting it as a live actor. Its
                     # thread stays busy until the runtime returns; its report is dropped.
-                    ActorRegistry.unregister(entry[1])
+                    unregister(entry[1])
                     self.abandoned.append(entry[1])
                     if self._executor is not None:
                         self._executor.abandon(entry[0])
@@ -193,14 +217,32 @@ class SchedulerActor(PooledActor):
             self._supervisor.tell(RunEnded(self.core.result()))
 
     def _flush_permits(self) -> None:
+        """Hand the step's permit operations to the semaphore.
+
+        With the Runtime's shared :class:`Permits` this is a direct exchange under
+        its lock: a grant to this run is handled at once (which may free or ask
+        for more), a grant to another run is told to it. Without, the operations
+        go to the SemaphoreActor as one message.
+        """
         permits = self._permits
-        if permits[0] or permits[1] or permits[2]:
+        shared = self._shared
+        me = self.actor_ref
+        while permits[0] or permits[1] or permits[2]:
             release, request, withdraw = permits
             permits[0] = permits[1] = permits[2] = 0
-            try:
-                self._semaphore.tell(PermitOps(self.actor_ref, release, request, withdraw))
-            except ActorDeadError:
-                pass  # the Runtime is closing; nothing waits for permits any more
+            if shared is None:
+                try:
+                    self._semaphore.tell(PermitOps(me, release, request, withdraw))
+                except ActorDeadError:
+                    pass  # the Runtime is closing; nothing waits for permits any more
+                return
+            mine = shared.deliver(shared.exchange(me, release, request, withdraw), mine=me)
+            if not mine:
+                continue
+            if self.actor_stopped.is_set():
+                permits[0] += mine  # granted while stopping (from on_exit): give them back
+            else:
+                self._apply(self.core.handle(PermitsGranted(mine)))
 
     def on_exit(self, crash: BaseException | None) -> None:
         self._flush_permits()

@@ -66,7 +66,7 @@ from ._node import NodeEnv
 from ._pool import PooledActor, ThreadPool
 from ._prepare import PreparedRun
 from ._scheduler import DecideCheckpoint, RunEnded, SchedulerActor, SchedulerCrashed
-from ._semaphore import ReleaseAll
+from ._semaphore import Permits, ReleaseAll
 from ._stream import EventStream
 from ._timers import TimerHandle, TimerService
 from ._writer import EventFeed, Finalize, Flush, SnapshotWriter
@@ -85,6 +85,7 @@ class Services(NamedTuple):
     pool: ThreadPool
     timers: TimerService
     semaphore: ActorRef[Any]
+    permits: Permits
     dispatcher: ActorRef[Any]
     subscribers: Subscribers
     aio: AsyncExecutor
@@ -206,6 +207,7 @@ class RunSupervisor(PooledActor):
             supervisor=self.actor_ref,
             publish=self._publisher(),
             feed=self._feed,
+            permits=services.permits,
             executor=self._executor.for_run(env) if self._executor is not None else None,
         )
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, NamedTuple
 
 from ._model import RetrySpec, TaskNode
 
@@ -277,45 +277,95 @@ class RunFinished(RunEvent):
     abandoned: int = 0
 
 
+# Inputs and commands cross the hot path once or twice per node, so they are
+# NamedTuples (built by C code, several times faster than frozen dataclasses).
+# They compare by type as well as by fields, as dataclasses do: ReleasePermits(1)
+# is not RequestPermits(1).
+
+
+def _typed_eq(self: tuple[Any, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)
+
+
 # --- inputs -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PermitsGranted:
+class PermitsGranted(NamedTuple):
     """The semaphore granted ``count`` permits to this run."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSucceeded:
+class TaskSucceeded(NamedTuple):
     """The attempt ``token`` returned ``output``; ``encoded`` is its snapshot encoding, if made."""
 
     token: int
     output: Any
     encoded: bytes | None = None
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class TaskFailed:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class TaskFailed(NamedTuple):
     """The attempt ``token`` raised (or its executor died: ``error.type == 'NodeCrashedError'``)."""
 
     token: int
     error: ErrorInfo
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class TaskCancelled:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class TaskCancelled(NamedTuple):
     """The attempt ``token`` stopped because it saw its cancellation."""
 
     token: int
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class TimerFired:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class TimerFired(NamedTuple):
     """The timer ``timer`` started by :class:`StartTimer` is due."""
 
     timer: int
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,29 +414,52 @@ class FailNode:
 # --- commands ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RequestPermits:
+class RequestPermits(NamedTuple):
     """Ask the semaphore for ``count`` more permits (answered by PermitsGranted)."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
-@dataclass(frozen=True, slots=True)
-class ReleasePermits:
+class ReleasePermits(NamedTuple):
     """Give ``count`` held permits back."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
-@dataclass(frozen=True, slots=True)
-class WithdrawPermits:
+class WithdrawPermits(NamedTuple):
     """Drop up to ``count`` requests still queued at the semaphore (no longer needed)."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
-@dataclass(frozen=True, slots=True)
-class StartTask:
+class StartTask(NamedTuple):
     """Execute one attempt of a task node.
 
     ``node`` is the node to run (the fallback's node for a fallback); ``scope``
@@ -402,35 +475,76 @@ class StartTask:
     fault: Any = None
     fallback_for: str | None = None
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class CancelTask:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class CancelTask(NamedTuple):
     """Ask attempt ``token`` to stop (cooperatively: set its cancellation token)."""
 
     token: int
     reason: str
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class AbandonTask:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class AbandonTask(NamedTuple):
     """Stop waiting for attempt ``token``: it ignored cancellation past its grace period."""
 
     token: int
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class StartTimer:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class StartTimer(NamedTuple):
     """Deliver ``TimerFired(timer)`` after ``delay`` seconds."""
 
     timer: int
     delay: float
 
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
 
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class CancelTimer(NamedTuple):
     """The timer ``timer`` is no longer needed (firing it anyway is harmless)."""
 
     timer: int
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,11 +560,19 @@ class Escalate:
     has_fallback: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
+class Emit(NamedTuple):
     """Publish an observable event."""
 
     event: RunEvent
+
+    def __eq__(self, other: object) -> bool:
+        return _typed_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not _typed_eq(self, other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
 class _Marker:

@@ -157,8 +157,8 @@ def prepare_task(
     on ``cancel`` here, on the caller's thread.
     """
     prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log)
-    if isinstance(prepared, tuple):
-        return TaskCall(start, prepared[0], prepared[1], cancel, encode)
+    if isinstance(prepared, _Ready):
+        return TaskCall(start, prepared.spec, prepared.ctx, cancel, encode)
     return prepared
 
 
@@ -183,9 +183,9 @@ def execute_task(
     holds); else the key is looked up in this process's registry.
     """
     prepared = _prepare(start, cancel, run_id, workflow, base_dir, secrets, log, runtime)
-    if not isinstance(prepared, tuple):
+    if not isinstance(prepared, _Ready):
         return prepared
-    spec, ctx = prepared
+    spec, ctx = prepared.spec, prepared.ctx
     if spec.is_async:
         return TaskCall(start, spec, ctx, cancel, encode).run(run_coroutine)
     # A plain runtime, inline: the path every small node takes.
@@ -200,6 +200,16 @@ def execute_task(
         return _outcome_of(exc, start, cancel)
 
 
+class _Ready:
+    """A prepared attempt: its runtime and context (an outcome instead when it failed early)."""
+
+    __slots__ = ("ctx", "spec")
+
+    def __init__(self, spec: RuntimeSpec, ctx: RuntimeContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+
 def _prepare(
     start: StartTask,
     cancel: CancelSignal,
@@ -209,7 +219,7 @@ def _prepare(
     secrets: Mapping[str, str] | None,
     log: Any,
     runtime: RuntimeSpec | None = None,
-) -> tuple[RuntimeSpec, RuntimeContext] | Outcome:
+) -> _Ready | Outcome:
     node = start.node
     try:
         fault = start.fault
@@ -219,13 +229,14 @@ def _prepare(
         scope = start.scope
         config: dict[str, Any] = {}
         expressions: dict[str, Any] = {}
-        for key, value in node.config.items():
-            if key in spec.expressions and isinstance(value, str):
-                expressions[key] = compile_expression(value)
-            elif scope is not None:
-                config[key] = render_value(value, scope)
-            else:
-                config[key] = value
+        if node.config:
+            for key, value in node.config.items():
+                if key in spec.expressions and isinstance(value, str):
+                    expressions[key] = compile_expression(value)
+                elif scope is not None:
+                    config[key] = render_value(value, scope)
+                else:
+                    config[key] = value
         ctx = RuntimeContext(
             input=start.input,
             config=config,
@@ -243,7 +254,7 @@ def _prepare(
         )
     except Exception as exc:  # noqa: BLE001 - reported as the attempt's outcome, never raised
         return _outcome_of(exc, start, cancel)
-    return spec, ctx
+    return _Ready(spec, ctx)
 
 
 def _outcome_of(exc: Exception, start: StartTask, cancel: CancelSignal) -> Outcome:

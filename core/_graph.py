@@ -28,7 +28,6 @@ deterministic: ties are broken by declaration order, never by id.
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ __all__ = ["Plan", "PlannedNode", "Ref", "Scope", "analyse", "plan"]
 _REPEATING = (ForeachNode, LoopNode, WhileNode)
 _BASE_NAMES = frozenset({"input", "config", "secrets", "context", "nodes"})
 _ROOT = ("", 0)
+_NO_NAMES: frozenset[str] = frozenset()
 
 ScopeKey = tuple[str, int]  # (owning control node id, body position); ("", 0) is the workflow
 
@@ -183,6 +183,7 @@ class _Analyser:
         self.scope_nodes: dict[ScopeKey, list[Node]] = {}
         self.fallback_of: dict[str, list[str]] = {}  # fallback id -> the primaries it serves
         self.first_cycle: tuple[str, ...] | None = None
+        self._refs: dict[str, Ref] = {}
 
     # -- entry ---------------------------------------------------------------------
 
@@ -197,11 +198,15 @@ class _Analyser:
             self._resolve_node(info, planned[nid], edges)
         for key, scope in self.scopes.items():
             self._build_scope(scope, key, planned, edges[key])
+        scopes = self.scopes
         for nid, info in self.infos.items():
             node = info.node
             pn = planned[nid]
-            pn.bodies = tuple(self.scopes[(nid, i)] for i in range(len(node.bodies())))
-            fallback = _fallback_id(node)
+            bodies = node.bodies()
+            if bodies:
+                pn.bodies = tuple(scopes[(nid, i)] for i in range(len(bodies)))
+            on_error = getattr(node, "on_error", None)
+            fallback = on_error.fallback if on_error is not None else None
             if fallback is not None and fallback in planned:
                 pn.fallback = planned[fallback]
             if isinstance(node, BreakNode):
@@ -287,8 +292,10 @@ class _Analyser:
     def _references(self, node: Node) -> list[tuple[References, frozenset[str]]]:
         """Each template of ``node`` with the extra names in scope for it."""
         found: list[tuple[References, frozenset[str]]] = []
+        if isinstance(node, TaskNode) and not node.config:
+            return found
 
-        def expression(text: str | None, extra: frozenset[str] = frozenset()) -> None:
+        def expression(text: str | None, extra: frozenset[str] = _NO_NAMES) -> None:
             if text is not None:
                 try:
                     found.append((self._read(text, expression=True), extra))
@@ -387,15 +394,35 @@ class _Analyser:
         node = info.node
         # A fallback's references are its primaries' dependencies: it runs in their
         # place, so each primary waits for what the fallback reads.
-        owners = [self.infos[p] for p in self.fallback_of.get(node.id, ())] or [info]
+        infos, fallback_of = self.infos, self.fallback_of
+        primaries = fallback_of.get(node.id)
+        owners = [infos[p] for p in primaries] if primaries else [info]
         inputs: list[Ref] = []
+        scope, nid = info.scope, node.id
+        shared = self._refs
         for target in node.inputs:
-            ref = self._resolve_all(owners, node.id, target, node.loc, edges, what="input")
+            tinfo = infos.get(target)
+            if (
+                primaries is None
+                and tinfo is not None
+                and tinfo.scope == scope
+                and target != nid
+                and target not in fallback_of
+            ):
+                # The common case, without _resolve: a plain node of the same body.
+                edges[scope].add((target, nid))
+                inputs.append(shared.get(target) or self._ref(target, tinfo.depth))
+                continue
+            ref = self._resolve_all(owners, nid, target, node.loc, edges, what="input")
             if ref is not None:
                 inputs.append(ref)
+        pn.inputs = tuple(inputs)
+        templates = self._references(node)
+        if not templates:
+            return
         refs: dict[str, Ref] = {}
         body_refs: dict[str, Ref] = {}
-        for references, extra in self._references(node):
+        for references, extra in templates:
             allowed = self._allowed_names(info, extra)
             targets: list[str] = sorted(references.nodes)
             for name in sorted(references.names):
@@ -423,9 +450,15 @@ class _Analyser:
                 ref = self._resolve_all(owners, node.id, target, node.loc, edges, what="reference")
                 if ref is not None:
                     (body_refs if body else refs)[target] = ref
-        pn.inputs = tuple(inputs)
         pn.refs = tuple(sorted(refs.values(), key=_ref_id))
         pn.body_refs = tuple(sorted(body_refs.values(), key=_ref_id))
+
+    def _ref(self, target: str, depth: int) -> Ref:
+        """One shared :class:`Ref` per node: every reader of ``target`` gets the same value."""
+        ref = self._refs.get(target)
+        if ref is None:
+            ref = self._refs[target] = Ref(target, depth)
+        return ref
 
     def _inside(self, target: str, control: str) -> bool:
         info = self.infos.get(target)
@@ -489,7 +522,7 @@ class _Analyser:
         if tinfo.scope == info.scope:
             # The common case: two nodes of the same body.
             edges[info.scope].add((target, owner_id))
-            return Ref(target, tinfo.depth)
+            return self._ref(target, tinfo.depth)
         tscopes = {scope: position for position, (scope, _) in enumerate(tinfo.chain)}
         for i, (scope, rep) in enumerate(info.chain):
             j = tscopes.get(scope)
@@ -512,7 +545,7 @@ class _Analyser:
                     )
                     return None
             edges[scope].add((trep, rep))
-            return Ref(target, tinfo.depth)
+            return self._ref(target, tinfo.depth)
         raise AssertionError("every node shares the workflow scope")  # pragma: no cover
 
     def _resolve_within(
@@ -557,39 +590,63 @@ class _Analyser:
         planned: Mapping[str, PlannedNode],
         edges: set[tuple[str, str]],
     ) -> None:
-        members = [planned[n.id] for n in self.scope_nodes[key] if n.id not in self.fallback_of]
+        fallback_of = self.fallback_of
+        members = [planned[n.id] for n in self.scope_nodes[key] if n.id not in fallback_of]
+        n = len(members)
+        position: dict[str, int] = {}
         for index, pn in enumerate(members):
             pn.index = index
             pn.scope = scope
-        position = {pn.id: pn.index for pn in members}
+            position[pn.node.id] = index
         deps: list[list[int]] = [[] for _ in members]
         dependents: list[list[int]] = [[] for _ in members]
+        get = position.get
         for src, dst in edges:
-            if src in position and dst in position:
-                deps[position[dst]].append(position[src])
-                dependents[position[src]].append(position[dst])
-        for pn in members:
-            pn.deps = tuple(sorted(deps[pn.index]))
-            pn.dependents = tuple(sorted(dependents[pn.index]))
+            s = get(src)
+            d = get(dst)
+            if s is not None and d is not None:
+                deps[d].append(s)
+                dependents[s].append(d)
+        for index, pn in enumerate(members):
+            before, after = deps[index], dependents[index]
+            if len(before) > 1:
+                before.sort()
+            if len(after) > 1:
+                after.sort()
+            pn.deps = tuple(before)
+            pn.dependents = tuple(after)
         scope.nodes = tuple(members)
-        topo = _topological(scope.nodes)
+        topo = _topological(deps, dependents)
         if topo is None:
             cycle = _find_cycle(scope.nodes)
             self._cycle(scope.nodes[position[cycle[0]]].node, cycle)
             return
+        wave_of = [0] * n
         waves: list[list[int]] = []
         for index in topo:
-            pn = scope.nodes[index]
-            pn.wave = max((scope.nodes[d].wave + 1 for d in pn.deps), default=0)
-            if pn.wave == len(waves):
+            wave = 0
+            for d in deps[index]:
+                if wave_of[d] >= wave:
+                    wave = wave_of[d] + 1
+            wave_of[index] = wave
+            if wave == len(waves):
                 waves.append([])
-            waves[pn.wave].append(index)
+            waves[wave].append(index)
+        rank_of = [1] * n
         for index in reversed(topo):
-            pn = scope.nodes[index]
-            pn.rank = 1 + max((scope.nodes[d].rank for d in pn.dependents), default=0)
+            rank = 1
+            for d in dependents[index]:
+                if rank_of[d] >= rank:
+                    rank = rank_of[d] + 1
+            rank_of[index] = rank
+        for index, pn in enumerate(members):
+            pn.wave = wave_of[index]
+            pn.rank = rank_of[index]
         scope.waves = tuple(tuple(sorted(w)) for w in waves)
-        scope.order = tuple(sorted(range(len(members)), key=lambda i: (-members[i].rank, i)))
-        priority = [0] * len(members)
+        # Longest remaining path first, then declaration order: the sort is stable,
+        # and ``reverse`` keeps equal ranks in their original (index) order.
+        scope.order = tuple(sorted(range(n), key=rank_of.__getitem__, reverse=True))
+        priority = [0] * n
         for rank, index in enumerate(scope.order):
             priority[index] = rank
         scope.priority = tuple(priority)
@@ -597,20 +654,20 @@ class _Analyser:
         scope.output = outputs[-1] if outputs else None
 
 
-def _topological(nodes: Sequence[PlannedNode]) -> list[int] | None:
-    """Kahn's algorithm in declaration order; None when a cycle remains."""
-    remaining = [len(pn.deps) for pn in nodes]
-    ready = [i for i, count in enumerate(remaining) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for d in nodes[index].dependents:
+def _topological(
+    deps: Sequence[Sequence[int]], dependents: Sequence[Sequence[int]]
+) -> list[int] | None:
+    """A topological order (Kahn's algorithm, breadth first); None when a cycle remains."""
+    remaining = [len(d) for d in deps]
+    order = [i for i, count in enumerate(remaining) if count == 0]
+    # ``order`` grows while it is walked: each node is appended once its last
+    # dependency has been visited.
+    for index in order:
+        for d in dependents[index]:
             remaining[d] -= 1
-            if remaining[d] == 0:
-                heapq.heappush(ready, d)
-    return order if len(order) == len(nodes) else None
+            if not remaining[d]:
+                order.append(d)
+    return order if len(order) == len(deps) else None
 
 
 def _find_cycle(nodes: Sequence[PlannedNode]) -> tuple[str, ...]:

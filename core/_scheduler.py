@@ -396,7 +396,7 @@ class Scheduler:
 
     def handle(self, message: object) -> list[Command]:
         """Apply one input and return the commands it leads to."""
-        if self.finished:
+        if self.status != "running":
             if isinstance(message, PermitsGranted) and message.count:
                 self._out.append(ReleasePermits(message.count))
             return self._take()
@@ -594,7 +594,7 @@ class Scheduler:
         (monotonic), so the attempt knows how long it queued for its permit."""
         pn = frame.nodes[index]
         path = frame.prefix + pn.node.id
-        primary_error = self._fallback_for.pop(path, None)
+        primary_error = self._fallback_for.pop(path, None) if self._fallback_for else None
         if primary_error is not None:
             assert pn.fallback is not None
             run = pn.fallback
@@ -1045,12 +1045,12 @@ class Scheduler:
 
     def _maybe_finish(self) -> None:
         if (
-            self.finished
-            or self._running
+            self._running
             or self._nready
             or self._progress
             or self._escalated
             or self._work
+            or self.status != "running"
         ):
             return
         root = self._root

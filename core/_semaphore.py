@@ -60,6 +60,33 @@ class FifoSemaphore:
         self.available += count
         return self._grant()
 
+    def exchange(self, requester: Hashable, release: int, request: int) -> dict[Hashable, int]:
+        """``release`` then ``acquire`` in one step, with the same grants as the two calls.
+
+        This is a run's step on the hot path (an attempt ended, another is ready):
+        when nobody is queued it touches only the counters.
+        """
+        if self.waiters:
+            grants = self.release(requester, release) if release else {}
+            for waiter, count in self.acquire(requester, request).items():
+                grants[waiter] = grants.get(waiter, 0) + count
+            return grants
+        held = self.held
+        if release:
+            if release > held[requester]:
+                raise ValueError(
+                    f"{requester!r} releases {release} permit(s) but holds {held[requester]}"
+                )
+            self._forget(requester, release)
+            self.available += release
+        granted = min(request, self.available)
+        if granted:
+            self.available -= granted
+            held[requester] += granted
+        if granted < request:
+            self.waiters.extend([requester] * (request - granted))
+        return {requester: granted} if granted else {}
+
     def withdraw(self, requester: Hashable, count: int | None = None) -> int:
         """Drop up to ``count`` (all if None) of ``requester``'s queued requests; say how many."""
         kept: deque[Hashable] = deque()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pykka
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from profiles import examples
@@ -45,6 +45,38 @@ def test_withdraw_and_release_all() -> None:
     assert sem.release_all("a") == {"b": 1}
     assert sem.release_all("b") == {"c": 1}
     assert sem.statistics().waiting == 0
+
+
+@settings(max_examples=examples(200))
+@given(
+    capacity=st.integers(1, 4),
+    steps=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 3), st.integers(0, 3)), max_size=30
+    ),
+)
+def test_an_exchange_grants_exactly_what_a_release_then_an_acquire_grants(
+    capacity: int, steps: list[tuple[str, int, int]]
+) -> None:
+    """The hot path's one-step exchange keeps the semaphore exactly as the two calls do,
+    waiters or not, grants in the same order."""
+    fast, slow = FifoSemaphore(capacity), FifoSemaphore(capacity)
+    for requester, wanted, request in steps:
+        release = min(wanted, slow.held[requester])
+        grants = slow.release(requester, release) if release else {}
+        for who, count in slow.acquire(requester, request).items():
+            grants[who] = grants.get(who, 0) + count
+        assert list(fast.exchange(requester, release, request).items()) == list(grants.items())
+        assert (fast.available, fast.held, list(fast.waiters)) == (
+            slow.available,
+            slow.held,
+            list(slow.waiters),
+        )
+
+
+def test_an_exchange_cannot_release_what_is_not_held() -> None:
+    sem = FifoSemaphore(2)
+    with pytest.raises(ValueError, match=r"'a' releases 1 permit\(s\) but holds 0"):
+        sem.exchange("a", 1, 1)
 
 
 def test_capacity_must_be_positive() -> None:
