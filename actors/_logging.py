@@ -25,6 +25,7 @@ import structlog
 from wavecrest.core import RunEvent
 from wavecrest.core._events import (
     CheckpointWaiting,
+    ErrorInfo,
     FaultInjected,
     NodeCancelled,
     NodeFailed,
@@ -118,11 +119,11 @@ class EventLines:
         # '{"run_id": "...", "workflow": "...", ' for the lines built from templates.
         head = (json.dumps(bound, default=repr)[:-1] + ", " if bound else "{").replace("%", "%%")
         #: The two lines every node writes, as %-formats of (JSON-quoted path,
-        #: attempt, [duration as JSON,] timestamp prefix, microseconds): see
-        #: :meth:`started` and :meth:`succeeded`.
+        #: attempt, running or duration as JSON, timestamp prefix, microseconds):
+        #: see :meth:`started` and :meth:`succeeded`.
         self.started_format = (
-            head + '"node": %s, "attempt": %d, "event": "node.started", "level": "info", '
-            '"timestamp": "%s.%06dZ"}'
+            head + '"node": %s, "attempt": %d, "running": %d, "event": "node.started", '
+            '"level": "info", "timestamp": "%s.%06dZ"}'
         )
         self.succeeded_format = (
             head + '"node": %s, "attempt": %d, "duration": %s, "event": "node.succeeded", '
@@ -140,11 +141,11 @@ class EventLines:
         second = int(at)
         return f"{self.prefix(second)}.{int((at - second) * 1_000_000):06d}Z"
 
-    def started(self, path: str, attempt: int, at: float) -> str:
+    def started(self, path: str, attempt: int, at: float, running: int) -> str:
         """The ``node.started`` line of a node's (non-fallback) attempt."""
         second = int(at)
         micro = int((at - second) * 1_000_000)
-        return self.started_format % (quote(path), attempt, self.prefix(second), micro)
+        return self.started_format % (quote(path), attempt, running, self.prefix(second), micro)
 
     def succeeded(self, path: str, attempt: int, at: float, duration: float | None) -> str:
         """The ``node.succeeded`` line of a node that ran (not one reused on resume)."""
@@ -157,8 +158,8 @@ class EventLines:
         """The line of any event."""
         # The two lines every node writes, from templates; the rest via json.dumps.
         kind = type(event)
-        if kind is NodeStarted and event.fallback is None:
-            return self.started(event.path, event.attempt, event.at)
+        if kind is NodeStarted and event.fallback is None and event.running is not None:
+            return self.started(event.path, event.attempt, event.at, event.running)
         if kind is NodeSucceeded and not event.reused:
             return self.succeeded(
                 event.path,
@@ -204,6 +205,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
         fields = {"workflow": event.workflow, "seed": event.seed, "resumed": event.resumed}
     elif isinstance(event, NodeStarted):
         fields = {"node": event.path, "attempt": event.attempt}
+        if event.running is not None:
+            fields["running"] = event.running
         if event.fallback:
             fields["fallback"] = event.fallback
     elif isinstance(event, NodeRetrying):
@@ -213,6 +216,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "delay": round(event.delay, 6),
             "error": event.error.type,
             "message": event.error.message,
+            **_classification(event.error),
         }
         if event.fallback:
             fields["fallback"] = event.fallback
@@ -227,9 +231,14 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "error": event.error.type,
             "message": event.error.message,
             "traceback": event.error.traceback,
+            **_classification(event.error),
         }
+        if event.fail_fast:
+            fields["fail_fast"] = True
     elif isinstance(event, NodeCancelled):
         fields = {"node": event.path, "attempt": event.attempt, "reason": event.result.reason}
+        if event.result.abandoned:
+            fields["abandoned"] = True
     elif isinstance(event, NodeSkipped):
         fields = {"node": event.path, "reason": event.result.reason}
     elif isinstance(event, CheckpointWaiting):
@@ -248,4 +257,17 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "errors": len(event.errors),
             "abandoned": event.abandoned,
         }
+    return fields
+
+
+def _classification(error: ErrorInfo) -> dict[str, Any]:
+    """How a logged error was classified where it was caught, for replaying the run: only
+    what is set (``retryable``, ``permanent``, ``retry_after``)."""
+    fields: dict[str, Any] = {}
+    if error.retryable:
+        fields["retryable"] = True
+    if error.permanent:
+        fields["permanent"] = True
+    if error.retry_after is not None:
+        fields["retry_after"] = error.retry_after
     return fields

@@ -227,10 +227,10 @@ class SnapshotWriter(PooledActor):
                         second = int(at)
                         prefix = render.prefix(second)
                     micro = int((at - second) * 1_000_000)
-                    add(started % (quote(items[i + 1]), items[i + 2], prefix, micro))
+                    add(started % (quote(items[i + 1]), items[i + 2], items[i + 5], prefix, micro))
                 else:
-                    add(render.render(self._event(items[i : i + 5])))
-                i += 5
+                    add(render.render(self._event(items[i : i + 6])))
+                i += 6
             elif item is JOURNAL_SUCCEEDED:
                 path, result, encoded = items[i + 1], items[i + 4], items[i + 5]
                 entry = None if encoded is None else encode_plain_result(result, encoded, pack)

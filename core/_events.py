@@ -19,8 +19,9 @@ A persisted run also keeps a *journal*: the same history for the snapshot
 writer and the run log, flat. Every node start and success, by far the most
 of any run, is a marker followed by its fields, with nothing built for it:
 
-* ``STARTED, path, attempt, at, fallback`` (``fallback``: the fallback node's
-  id when the attempt is one, else None);
+* ``STARTED, path, attempt, at, fallback, running`` (``fallback``: the fallback
+  node's id when the attempt is one, else None; ``running``: see
+  :class:`NodeStarted`);
 * ``SUCCEEDED, path, attempt, at, result, encoded, reused`` (``encoded``: the
   output's snapshot encoding when the attempt made it, else None);
 
@@ -169,13 +170,19 @@ class RunStarted(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStarted(RunEvent):
-    """An attempt of a task node started (``fallback`` names the fallback node when it is one)."""
+    """An attempt of a task node started (``fallback`` names the fallback node when it is one).
+
+    ``running`` is the number of the run's attempts in flight once this one
+    started, which is the number of permits the run holds: a trace checker
+    reads the run's permit accounting from it (None when not known).
+    """
 
     name: ClassVar[str] = "node.started"
     path: str
     node: str
     attempt: int
     fallback: str | None = None
+    running: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,7 +212,10 @@ class NodeSucceeded(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeFailed(RunEvent):
-    """A node failed for good: retries and fallback, if any, are spent."""
+    """A node failed for good: retries and fallback, if any, are spent.
+
+    ``fail_fast`` is True when this failure stops the run (nothing starts after it).
+    """
 
     name: ClassVar[str] = "node.failed"
     path: str
@@ -213,6 +223,7 @@ class NodeFailed(RunEvent):
     attempt: int
     error: ErrorInfo
     result: NodeResult
+    fail_fast: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -468,7 +479,7 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
     while i < n:
         item = journal[i]
         if item is JOURNAL_STARTED:
-            path, attempt, at, fallback = journal[i + 1 : i + 5]
+            path, attempt, at, fallback, running = journal[i + 1 : i + 6]
             yield NodeStarted(
                 run_id=run_id,
                 at=at,
@@ -476,8 +487,9 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
                 node=_node_of(path),
                 attempt=attempt,
                 fallback=fallback,
+                running=running,
             )
-            i += 5
+            i += 6
         elif item is JOURNAL_SUCCEEDED:
             path, attempt, at, result, _encoded, reused = journal[i + 1 : i + 7]
             yield NodeSucceeded(

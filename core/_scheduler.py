@@ -613,6 +613,7 @@ class Scheduler:
         # NodeStarted first: whoever carries out StartTask may publish what
         # precedes it, and the event then precedes anything the attempt logs.
         fallback = node.id if primary_error is not None else None
+        running = len(self._running)
         if self.observed:
             self._out.append(
                 Emit(
@@ -623,11 +624,12 @@ class Scheduler:
                         node=pn.node.id,
                         attempt=attempt,
                         fallback=fallback,
+                        running=running,
                     )
                 )
             )
         if self.journal is not None:
-            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback)
+            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback, running)
         self._out.append(
             StartTask(
                 token,
@@ -893,7 +895,14 @@ class Scheduler:
             primary_error=primary_error,
             reason=decision.reason if decision is not None else None,
         )
-        self._settle(frame, index, FAILED, result, attempt=pending.attempt)
+        self._settle(
+            frame,
+            index,
+            FAILED,
+            result,
+            attempt=pending.attempt,
+            fail_fast=decision is not None and decision.fail_fast,
+        )
 
     # -- timers ------------------------------------------------------------------
 
@@ -1101,6 +1110,7 @@ class Scheduler:
         attempt: int = 1,
         reused: bool = False,
         payload: bytes | None = None,
+        fail_fast: bool = False,
     ) -> None:
         """Record the node's final state and let its frame move on."""
         pn = frame.nodes[index]
@@ -1141,6 +1151,7 @@ class Scheduler:
                     attempt=attempt,
                     error=result.error,
                     result=result,
+                    fail_fast=fail_fast,
                 )
             )
         elif status == CANCELLED:
