@@ -258,7 +258,7 @@ def _event_steps(
                 )
             )
             continue
-        if isinstance(event, _SETTLED | NodeRetrying):
+        if isinstance(event, (*_SETTLED, NodeRetrying)):
             path = event.path
             key = inflight.pop(path, None)
             if key is not None:
