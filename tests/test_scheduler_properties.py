@@ -250,8 +250,9 @@ def test_the_same_seed_gives_the_same_trace(
 
 
 def plans_for(workflow: Workflow) -> st.SearchStrategy[FaultPlan]:
-    """Fault plans aimed at the task nodes of ``workflow`` (hangs only where a timeout is)."""
-    return fault_plans(workflow)
+    """Fault plans aimed at the task nodes of ``workflow`` (hangs only where a timeout is):
+    a schedule of faults on their attempts and up to four broad rules."""
+    return fault_plans(workflow, max_rules=4)
 
 
 @st.composite

@@ -468,28 +468,50 @@ _KIND_GLOBS = ("transform:*", "source:*", "sink:*")
 
 @dataclass(frozen=True, slots=True)
 class FaultTargets:
-    """What a workflow offers fault rules: task node ids, those with an attempt timeout
-    (only they may hang: a hang without a timeout never ends), and runtime keys."""
+    """What a workflow offers fault rules: its task node ids (fallback nodes included) with
+    the attempts each can make (retry max + 1; a fallback runs once), those with an attempt
+    timeout (only they may hang: a hang without a timeout never ends), and runtime keys."""
 
-    ids: tuple[str, ...]
+    attempts: dict[str, int]
     timed: tuple[str, ...]
     types: tuple[str, ...]
 
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self.attempts)
+
 
 def fault_targets(workflow: Workflow | Plan | str | os.PathLike[str]) -> FaultTargets:
-    """The task node ids (fallback nodes included), timed ids and runtime keys of ``workflow``."""
+    """The task nodes, their attempts, the timed ones and the runtime keys of ``workflow``."""
     wf = load(workflow).workflow
-    ids: list[str] = []
+    attempts: dict[str, int] = {}
     timed: list[str] = []
     types: set[str] = set()
+    fallbacks = {
+        node.on_error.fallback
+        for node, _ in wf.iter_nodes()
+        if isinstance(node, TaskNode) and node.on_error is not None and node.on_error.fallback
+    }
     for node, _ in wf.iter_nodes():
         if isinstance(node, TaskNode):
-            ids.append(node.id)
-            types.add(node.runtime_key)
             retry = node.on_error.retry if node.on_error is not None else None
+            attempts[node.id] = 1 if node.id in fallbacks or retry is None else retry.max + 1
+            types.add(node.runtime_key)
             if node.timeout is not None or (retry is not None and retry.timeout is not None):
                 timed.append(node.id)
-    return FaultTargets(tuple(ids), tuple(timed), tuple(sorted(types)))
+    return FaultTargets(attempts, tuple(timed), tuple(sorted(types)))
+
+
+def _fault(rule: dict[str, Any], kind: str, draw: Any) -> dict[str, Any]:
+    if kind in ("transient", "permanent"):
+        rule["raise"] = kind
+    elif kind == "crash":
+        rule["crash"] = True
+    elif kind == "hang":
+        rule["hang"] = True
+    else:
+        rule["delay"] = draw(st.sampled_from([_SHORT_DELAY, _LONG_DELAY]))
+    return rule
 
 
 @st.composite
@@ -498,44 +520,48 @@ def fault_plan_mappings(
     workflow: Workflow | Plan | str | os.PathLike[str],
     *,
     kinds: Sequence[str] = FAULT_KINDS,
-    max_rules: int = 4,
+    max_rules: int = 2,
     max_attempt: int = 4,
 ) -> dict[str, Any]:
     """A fault plan in the fault-file form (``{"rules": [...]}``) aimed at ``workflow``.
 
-    Up to ``max_rules`` rules, each of one of ``kinds`` (``transient``,
-    ``permanent``, ``crash``, ``hang``, ``delay``). A rule selects a task node
-    by exact id, by a prefix glob or not at all, sometimes also by a runtime
-    key glob (the workflow's keys or ``source:*``, ``transform:*``,
-    ``sink:*``) and by attempt numbers up to ``max_attempt``, with probability
-    1 or 0.5. ``hang`` rules only select one node with an attempt timeout, by
-    exact id. Delays are 50 ms or 30 s. Shrinking leads to fewer rules, exact
-    ids, every attempt, no type glob and probability 1.
+    Faults are of ``kinds`` (``transient`` and ``permanent`` raise; ``crash``,
+    ``hang``, ``delay``). A plan has two parts:
+
+    * a *schedule*: each attempt a task node can make (its retry max + 1, up
+      to ``max_attempt``; a fallback's one) gets a fault or not, as one exact
+      rule ``{node, attempts: [k], ...}``; how dense the schedule is varies
+      from plan to plan;
+    * then up to ``max_rules`` *broad* rules: by prefix glob or for any node,
+      sometimes also by a runtime key glob (the workflow's keys or
+      ``source:*``, ``transform:*``, ``sink:*``), for every attempt, one or
+      several, with probability 1 or 0.5.
+
+    ``hang`` only ever targets a node with an attempt timeout, by exact id;
+    delays are 50 ms or 30 s. Shrinking leads to fewer faults and simpler
+    rules, so a failing plan shrinks to the few faults that matter.
     """
     targets = fault_targets(workflow)
-    node_ids, hangable = list(targets.ids), list(targets.timed)
-    types = [*_KIND_GLOBS, *targets.types]
+    hangable = set(targets.timed)
+    usable = [k for k in kinds if k != "hang"]
     rules: list[dict[str, Any]] = []
-    for _ in range(draw(st.integers(0, max_rules))):
-        kind = draw(st.sampled_from(list(kinds)))
+    if usable or (hangable and "hang" in kinds):
+        # The schedule. Tenths of the attempts that get a fault: sparse plans first.
+        rate = draw(st.sampled_from([1, 3, 5]))
+        for node, most in targets.attempts.items():
+            choices = [*usable, "hang"] if node in hangable and "hang" in kinds else usable
+            for attempt in range(1, min(most, max_attempt) + 1):
+                if not choices or draw(st.integers(0, 9)) < 10 - rate:
+                    continue
+                kind = draw(st.sampled_from(choices))
+                rules.append(_fault({"node": node, "attempts": [attempt]}, kind, draw))
+    broad_kinds = [k for k in kinds if k != "hang"]
+    node_ids, types = list(targets.ids), [*_KIND_GLOBS, *targets.types]
+    for _ in range(draw(st.integers(0, max_rules)) if broad_kinds else 0):
+        kind = draw(st.sampled_from(broad_kinds))
         rule: dict[str, Any] = {}
-        if kind == "hang":
-            if not hangable:
-                continue
-            rule["node"] = draw(st.sampled_from(hangable))
-            rule["hang"] = True
-        else:
-            target = draw(st.sampled_from(["exact", "glob", "any"])) if node_ids else "any"
-            if target == "exact":
-                rule["node"] = draw(st.sampled_from(node_ids))
-            elif target == "glob":
-                rule["node"] = draw(st.sampled_from(node_ids))[:2] + "*"
-            if kind in ("transient", "permanent"):
-                rule["raise"] = kind
-            elif kind == "crash":
-                rule["crash"] = True
-            else:
-                rule["delay"] = draw(st.sampled_from([_SHORT_DELAY, _LONG_DELAY]))
+        if node_ids and draw(st.booleans()):
+            rule["node"] = draw(st.sampled_from(node_ids))[:2] + "*"
         if draw(st.integers(0, 3)) == 3:
             rule["type"] = draw(st.sampled_from(types))
         if draw(st.booleans()):
@@ -544,7 +570,7 @@ def fault_plan_mappings(
             )
         if draw(st.integers(0, 2)) == 2:
             rule["probability"] = 0.5
-        rules.append(rule)
+        rules.append(_fault(rule, kind, draw))
     return {"rules": rules}
 
 
@@ -552,7 +578,7 @@ def fault_plans(
     workflow: Workflow | Plan | str | os.PathLike[str],
     *,
     kinds: Sequence[str] = FAULT_KINDS,
-    max_rules: int = 4,
+    max_rules: int = 2,
     max_attempt: int = 4,
 ) -> st.SearchStrategy[FaultPlan]:
     """Fault plans aimed at ``workflow`` (a Workflow, Plan, path or text): the plans of
