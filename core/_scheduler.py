@@ -1023,7 +1023,8 @@ class Scheduler:
             finished_at=self.clock.time(),
             reason=reason,
         )
-        self._settle(frame, index, CANCELLED, result)
+        # The event names the attempt that was cut short, as an attempt cancelled in flight does.
+        self._settle(frame, index, CANCELLED, result, attempt=max(1, result.attempts))
 
     def _maybe_finish(self) -> None:
         if (
