@@ -8,6 +8,8 @@
 * :func:`check_trace` checks a simulation, a real run's events or its log
   against the scheduler's invariants and raises :class:`InvariantViolation`
   listing every broken one.
+* :func:`replay` re-drives the core from a recorded run's log and reports
+  the first decision the code now makes otherwise.
 
 Like the rest of ``wavecrest.core`` this package is pure: no threads, no
 sleeping, no global randomness. Importing it imports hypothesis;
@@ -16,6 +18,7 @@ sleeping, no global randomness. Importing it imports hypothesis;
 
 from .._sim import Simulation, SimulationStalled
 from ._invariants import INVARIANTS, InvariantViolation, Violation, check_trace, find_violations
+from ._replay import Divergence, ReplayError, ReplayReport, replay
 from ._runlog import RunLogError
 from ._simulate import simulate
 from ._strategies import (
@@ -32,7 +35,10 @@ from ._strategies import (
 __all__ = [
     "INVARIANTS",
     "PROBE_KEY",
+    "Divergence",
     "InvariantViolation",
+    "ReplayError",
+    "ReplayReport",
     "RunLogError",
     "Simulation",
     "SimulationStalled",
@@ -44,6 +50,7 @@ __all__ = [
     "find_violations",
     "probe_runtime",
     "render_flow",
+    "replay",
     "seeds",
     "simulate",
     "workflows",
