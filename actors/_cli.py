@@ -45,8 +45,10 @@ from ._console import (
     print_summary,
     with_pending,
 )
+from ._plugins import add_plugin_option, load_plugins
 from ._prepare import default_state_dir, find_snapshot
 from ._runtime import Runtime
+from ._testcmd import add_test_parser, run_test
 
 __all__ = ["main"]
 
@@ -117,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list runs, grouped by workflow, newest first")
     runs.add_argument("--state-dir", metavar="DIR")
     runs.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    add_test_parser(commands, _positive)
+    for command in (validate, plan_cmd, run, resume):
+        add_plugin_option(command)
     return parser
 
 
@@ -165,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command is None:
             raise _ArgumentError(
-                "a command is required: validate, plan, run, resume, inspect or runs"
+                "a command is required: validate, plan, run, resume, inspect, runs or test"
             )
+        load_plugins(getattr(args, "plugins", ()))
         handler = _COMMANDS[args.command]
         return handler(args, console)
     except _ArgumentError as exc:
@@ -468,4 +475,5 @@ _COMMANDS = {
     "resume": _resume,
     "inspect": _inspect,
     "runs": _runs,
+    "test": run_test,
 }
