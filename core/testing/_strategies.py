@@ -502,7 +502,12 @@ def fault_targets(workflow: Workflow | Plan | str | os.PathLike[str]) -> FaultTa
     return FaultTargets(attempts, tuple(timed), tuple(sorted(types)))
 
 
-def _fault(rule: dict[str, Any], kind: str, draw: Any) -> dict[str, Any]:
+_DELAYS = (_SHORT_DELAY, _LONG_DELAY)
+#: The most faults a plan's schedule puts on attempts.
+_MOST_SCHEDULED = 6
+
+
+def _fault(rule: dict[str, Any], kind: str, delay: Any) -> dict[str, Any]:
     if kind in ("transient", "permanent"):
         rule["raise"] = kind
     elif kind == "crash":
@@ -510,7 +515,7 @@ def _fault(rule: dict[str, Any], kind: str, draw: Any) -> dict[str, Any]:
     elif kind == "hang":
         rule["hang"] = True
     else:
-        rule["delay"] = draw(st.sampled_from([_SHORT_DELAY, _LONG_DELAY]))
+        rule["delay"] = delay
     return rule
 
 
@@ -528,10 +533,9 @@ def fault_plan_mappings(
     Faults are of ``kinds`` (``transient`` and ``permanent`` raise; ``crash``,
     ``hang``, ``delay``). A plan has two parts:
 
-    * a *schedule*: each attempt a task node can make (its retry max + 1, up
-      to ``max_attempt``; a fallback's one) gets a fault or not, as one exact
-      rule ``{node, attempts: [k], ...}``; how dense the schedule is varies
-      from plan to plan;
+    * a *schedule*: some of the attempts the task nodes can make (each its
+      retry max + 1, up to ``max_attempt``; a fallback its one) get a fault,
+      each as one exact rule ``{node, attempts: [k], ...}`` (at most 16);
     * then up to ``max_rules`` *broad* rules: by prefix glob or for any node,
       sometimes also by a runtime key glob (the workflow's keys or
       ``source:*``, ``transform:*``, ``sink:*``), for every attempt, one or
@@ -544,17 +548,26 @@ def fault_plan_mappings(
     targets = fault_targets(workflow)
     hangable = set(targets.timed)
     usable = [k for k in kinds if k != "hang"]
+    slots = [
+        (node, attempt)
+        for node, most in targets.attempts.items()
+        for attempt in range(1, min(most, max_attempt) + 1)
+        if usable or (node in hangable and "hang" in kinds)
+    ]
     rules: list[dict[str, Any]] = []
-    if usable or (hangable and "hang" in kinds):
-        # The schedule. Tenths of the attempts that get a fault: sparse plans first.
-        rate = draw(st.sampled_from([1, 3, 5]))
-        for node, most in targets.attempts.items():
-            choices = [*usable, "hang"] if node in hangable and "hang" in kinds else usable
-            for attempt in range(1, min(most, max_attempt) + 1):
-                if not choices or draw(st.integers(0, 9)) < 10 - rate:
-                    continue
-                kind = draw(st.sampled_from(choices))
-                rules.append(_fault({"node": node, "attempts": [attempt]}, kind, draw))
+    if slots:
+        # The schedule: how many attempts get a fault, then which ones and what fault.
+        # Drawing the count first keeps the draws few, and shrinking it drops faults.
+        faulted: dict[tuple[str, int], dict[str, Any]] = {}
+        for _ in range(draw(st.integers(0, min(len(slots), _MOST_SCHEDULED)))):
+            node, attempt = slots[draw(st.integers(0, len(slots) - 1))]
+            hang = node in hangable and "hang" in kinds
+            kind = draw(st.sampled_from([*usable, "hang"] if hang else usable))
+            delay = draw(st.sampled_from(_DELAYS)) if kind == "delay" else None
+            faulted.setdefault(
+                (node, attempt), _fault({"node": node, "attempts": [attempt]}, kind, delay)
+            )
+        rules += [faulted[slot] for slot in slots if slot in faulted]
     broad_kinds = [k for k in kinds if k != "hang"]
     node_ids, types = list(targets.ids), [*_KIND_GLOBS, *targets.types]
     for _ in range(draw(st.integers(0, max_rules)) if broad_kinds else 0):
@@ -570,7 +583,8 @@ def fault_plan_mappings(
             )
         if draw(st.integers(0, 2)) == 2:
             rule["probability"] = 0.5
-        rules.append(_fault(rule, kind, draw))
+        delay = draw(st.sampled_from(_DELAYS)) if kind == "delay" else None
+        rules.append(_fault(rule, kind, delay))
     return {"rules": rules}
 
 
