@@ -88,7 +88,7 @@ def fault_file(args: argparse.Namespace, report: Exploration, finding: Finding) 
             f"# the process crashed after {finding.crash_after} attempt outcome(s) and the run "
             "was resumed: run it, kill it there, then resume it"
         )
-    lines.append(f"# reproduce: {_reproduce(args, finding)}")
+    lines.append(f"# save this file as FAULTS.yaml; reproduce: {_reproduce(args, finding)}")
     body = yaml.safe_dump(finding.faults, sort_keys=False, default_flow_style=None, width=100)
     return "\n".join(lines) + "\n" + body
 

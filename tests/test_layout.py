@@ -134,7 +134,7 @@ def test_wavecrest_core_imports_neither_hypothesis_nor_pytest(tmp_path: Path) ->
 
 def test_public_surface_of_the_testing_toolkit() -> None:
     """The names the toolkit's docs promise are exported, and __all__ lists only real objects."""
-    import wavecrest.core.testing as testing
+    from wavecrest.core import testing
 
     for name in (
         "simulate",

@@ -21,36 +21,13 @@ from wavecrest.core import FaultPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The bug: rebuilding the index from the cached copy fails on a retry. It needs two faults
-#: at once — 'load' fails (so its fallback serves the cached copy) and the first attempt of
-#: 'build' fails (so there is a second attempt) — and no other combination shows it.
-PLUGIN = """
-from wavecrest.core import register_runtime
-
-@register_runtime("transform:index", replace=True)
-def index(ctx):
-    if ctx.attempt == 2 and ctx.input == "cached":
-        raise ValueError("half-written index file")
-    return f"index of {ctx.input}"
-"""
-
-PLANTED = """---
-name: planted
----
-<workflow>
-  <transform id="load" type="template" template="fresh">
-    <on-error><fallback node="load-cached"/></on-error>
-  </transform>
-  <transform id="load-cached" type="template" template="cached"/>
-  <transform id="build" type="index" input="load">
-    <on-error><retry max="2" base="10ms"/></on-error>
-  </transform>
-  <transform id="report" type="template" input="build" template="{{ input }}"/>
-</workflow>
-"""
+#: examples/testing: a workflow and the plugin registering its runtime, whose bug needs two
+#: faults at once — 'load' fails (so its fallback serves the cached copy) and the first
+#: attempt of 'build' fails (so there is a second attempt) — and no other combination.
+PLANTED = ROOT / "examples" / "testing"
 
 #: An exploration seed and run count with which the search meets the bug (it is deterministic).
-SEED, RUNS = 3, 300
+SEED, RUNS = 1, 1000
 
 
 def wavecrest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -68,8 +45,8 @@ def wavecrest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def planted(tmp_path: Path) -> Path:
-    (tmp_path / "planted_runtimes.py").write_text(PLUGIN)
-    (tmp_path / "planted.flow.md").write_text(PLANTED)
+    shutil.copy(PLANTED / "index_runtimes.py", tmp_path / "planted_runtimes.py")
+    shutil.copy(PLANTED / "index.flow.md", tmp_path / "planted.flow.md")
     return tmp_path
 
 
@@ -99,8 +76,9 @@ def test_the_planted_bug_is_found_shrunk_and_reproduced_by_run(planted: Path) ->
 
     # The printed fault file and seed reproduce the failure in a real run.
     (planted / "faults.yaml").write_text(found.stdout)
-    reproduce = next(line for line in found.stdout.splitlines() if "# reproduce: " in line)
-    command = reproduce.split("# reproduce: ", 1)[1].split()
+    reproduce = next(line for line in found.stdout.splitlines() if "reproduce: " in line)
+    assert reproduce.startswith("# save this file as FAULTS.yaml; reproduce: ")
+    command = reproduce.split("reproduce: ", 1)[1].split()
     assert command[:2] == ["wavecrest", "run"]
     command = [arg.replace("FAULTS.yaml", "faults.yaml") for arg in command[2:]]
     real = wavecrest("run", *command, "--state-dir", "state", "--json", cwd=planted)
@@ -147,7 +125,7 @@ def test_a_workflow_that_copes_with_its_faults_passes_with_a_summary(tmp_path: P
 def test_the_command_reports_bad_input_in_one_line_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "planted.flow.md").write_text(PLANTED)
+    shutil.copy(PLANTED / "index.flow.md", tmp_path / "planted.flow.md")
     cases: list[tuple[list[str], str]] = [
         (["test", str(tmp_path / "missing.flow.md")], "missing.flow.md:1:1: error:"),
         (["test", str(tmp_path / "planted.flow.md")], "unknown node type 'transform:index'"),
@@ -191,4 +169,4 @@ def test_progress_is_shown_on_a_terminal_only(
 def test_a_plugin_module_is_imported_from_the_current_folder(planted: Path) -> None:
     done = wavecrest("validate", "planted.flow.md", "-p", "planted_runtimes", cwd=planted)
     assert done.returncode == 0, done.stderr
-    assert "planted.flow.md: ok (planted, 4 nodes)" in done.stdout + done.stderr
+    assert "planted.flow.md: ok (index, 4 nodes)" in done.stdout + done.stderr

@@ -10,6 +10,8 @@
   listing every broken one.
 * :func:`replay` re-drives the core from a recorded run's log and reports
   the first decision the code now makes otherwise.
+* :func:`explore` is ``wavecrest test``: many seeded fault plans in
+  simulation, the first that breaks the workflow shrunk to a minimal one.
 
 Like the rest of ``wavecrest.core`` this package is pure: no threads, no
 sleeping, no global randomness. Importing it imports hypothesis;
@@ -17,6 +19,7 @@ sleeping, no global randomness. Importing it imports hypothesis;
 """
 
 from .._sim import Simulation, SimulationStalled
+from ._explore import Exploration, Finding, explore, run_problems
 from ._invariants import INVARIANTS, InvariantViolation, Violation, check_trace, find_violations
 from ._replay import Divergence, ReplayError, ReplayReport, replay
 from ._runlog import RunLogError
@@ -36,6 +39,8 @@ __all__ = [
     "INVARIANTS",
     "PROBE_KEY",
     "Divergence",
+    "Exploration",
+    "Finding",
     "InvariantViolation",
     "ReplayError",
     "ReplayReport",
@@ -45,12 +50,14 @@ __all__ = [
     "Violation",
     "check_trace",
     "dags",
+    "explore",
     "fault_plan_mappings",
     "fault_plans",
     "find_violations",
     "probe_runtime",
     "render_flow",
     "replay",
+    "run_problems",
     "seeds",
     "simulate",
     "workflows",
