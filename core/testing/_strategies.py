@@ -28,9 +28,11 @@ their branches (unless ``partial_waits``), and a checkpoint always has a
 timeout and ``default="approve"``. :func:`render_flow` writes one as
 ``.flow.md`` text, to read a failing example or to run it with the CLI.
 
-Sizes are bounded: ``max_nodes`` declared nodes, bodies ``max_depth`` deep,
-at most three branches, cases or items, loops of at most three iterations;
-fault plans have at most ``max_rules`` rules.
+Sizes are bounded: about ``max_nodes`` declared nodes (fallbacks included;
+a nested body still gets its first node once the budget is spent), bodies
+``max_depth`` deep holding one to three nodes, at most three branches, two
+cases, four foreach items and three loop iterations; a fault plan's schedule
+faults at most six attempts, followed by at most ``max_rules`` broad rules.
 """
 
 from __future__ import annotations
