@@ -206,3 +206,49 @@ def test_what_cannot_be_replayed_is_a_clear_error(tmp_path: Path) -> None:
     garbage.write_text("not json\n")
     with pytest.raises(RunLogError, match=r"garbage.jsonl:1: not a JSON line"):
         replay(garbage)
+
+
+def _slow_second(ctx: Any) -> Any:
+    """Fails its first attempt at once and its second after 200 ms, for good."""
+    from wavecrest.core import PermanentError
+
+    if ctx.attempt == 1:
+        raise TransientError("first attempt")
+    ctx.sleep(0.2)
+    raise PermanentError("second attempt")
+
+
+def test_a_retry_that_became_due_before_a_fail_fast_stop_replays_clean(tmp_path: Path) -> None:
+    """With one permit, item 1's retry comes due while item 0's second attempt runs: it is
+    ready, not waiting, when item 0 fails the run fast, so the stop logs no cancellation
+    for it. The replay must fire that silent timer before the stop, as the run did."""
+    register_runtime("transform:slow-second", _slow_second, replace=True)
+    try:
+        text = """---
+name: due
+---
+<workflow>
+  <foreach id="each" collection="[0, 1]">
+    <transform id="t" type="slow-second">
+      <on-error><retry max="1" backoff="fixed" base="50ms"/></on-error>
+    </transform>
+  </foreach>
+</workflow>
+"""
+        path = tmp_path / "due.flow.md"
+        path.write_text(text)
+        result = run_workflow(path, state_dir=tmp_path / "state", max_concurrency=1, seed=0)
+    finally:
+        unregister_runtime("transform:slow-second")
+    assert result.status == "failed"
+    lines = log_lines(result)
+    assert not any(
+        line["event"] == "node.cancelled" and line["node"] == "each[1]/t" for line in lines
+    )
+    register_runtime("transform:slow-second", _slow_second, replace=True)
+    try:
+        report = replay(result.run_id, state_dir=tmp_path / "state")
+    finally:
+        unregister_runtime("transform:slow-second")
+    assert report.ok, report.divergence
+    assert report.events == len(lines)

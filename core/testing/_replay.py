@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from .._clock import FakeClock
@@ -355,7 +355,7 @@ class _Segment:
             stops = isinstance(event, NodeFailed) and event.fail_fast
             return self.fail(path, event.error, later if stops else None)
         if isinstance(event, NodeCancelled) and path is not None:
-            return self.cancel(path, event.result.abandoned, later)
+            return self.cancel(path, event.result.abandoned, lambda: chain([logged], later()))
         if isinstance(event, RunFinished):
             return self.end(event)
         return self.unstick()
@@ -426,19 +426,25 @@ class _Segment:
             return True
         if path in self.escalated:
             if stopping is not None:
-                self.fail_before_stop(stopping())
+                # What the stop cancels is logged before this node.failed: nothing waits.
+                self.before_stop(stopping())
             self.decide(path)
             return True
         return self.resolve_wait(path, approve=False) or self.unstick()
 
-    def fail_before_stop(self, later: Iterable[LoggedEvent]) -> None:
-        """Before the run stops, fail the attempts in flight whose failure the log shows after
-        the stop: a failure reported after it would have been a cancellation, so theirs came
-        before it (only their decisions came after)."""
+    def before_stop(self, later: Iterable[LoggedEvent]) -> None:
+        """Play what the recorded run did silently before it stopped.
+
+        An attempt in flight whose failure the log shows after the stop failed before it
+        (a failure reported after it would have been a cancellation; only its decision came
+        after). A node waiting to retry that the stop does not cancel in the log had its
+        retry timer fire before the stop (a node ready for a permit is not cancelled).
+        """
+        events = list(later)
         pending = set(self.running)
-        for logged in later:
+        for logged in events:
             if not pending:
-                return
+                break
             event = logged.event
             path = getattr(event, "path", None)
             if path not in pending:
@@ -446,6 +452,14 @@ class _Segment:
             pending.discard(path)
             if isinstance(event, NodeFailed) and path in self.running:
                 self.end_attempt(path, event.error)
+        cancelled = {x.event.path for x in events if isinstance(x.event, NodeCancelled)}
+        retries = self.scheduler._timer_of
+        for timer, (kind, _) in list(self.timers().items()):
+            if kind != "retry":
+                continue
+            path = next((p for p, t in retries.items() if t == timer), None)
+            if path is not None and path not in cancelled:
+                self.feed(TimerFired(timer))
 
     def resolve_wait(self, path: str, *, approve: bool) -> bool:
         """A delay's timer, or a checkpoint's timer or decision."""
@@ -465,9 +479,8 @@ class _Segment:
             return True
         return False
 
-    def cancel(
-        self, path: str, abandoned: bool, later: Callable[[], Iterable[LoggedEvent]]
-    ) -> bool:
+    def cancel(self, path: str, abandoned: bool, here: Callable[[], Iterable[LoggedEvent]]) -> bool:
+        """The cancellation of ``path``; ``here``: the events from this one on."""
         start = self.running.get(path)
         if start is not None and start.token in self.cancelling:
             if abandoned:
@@ -480,36 +493,38 @@ class _Segment:
         if path in self.escalated:
             self.decide(path)
             return True
-        return self.stop_run(later()) or self.fail_fast(later()) or self.unstick()
+        return self.stop_run(here()) or self.fail_fast(here()) or self.unstick()
 
-    def fail_fast(self, later: Iterable[LoggedEvent]) -> bool:
+    def fail_fast(self, here: Iterable[LoggedEvent]) -> bool:
         """Play the failure that stops the run: a fail-fast failure settles what waits (delays,
         retries) as cancelled before its own node.failed, so those come first in the log."""
         if self.scheduler._stopping:
             return False
-        for logged in later:
+        events = list(here)
+        for logged in events:
             event = logged.event
             if isinstance(event, NodeFailed) and event.fail_fast:
                 if event.path in self.running:
                     self.end_attempt(event.path, event.error)
                     return True
                 if event.path in self.escalated:
-                    self.fail_before_stop(later)
+                    self.before_stop(events)
                     self.decide(event.path)
                     return True
                 return False
         return False
 
-    def stop_run(self, later: Iterable[LoggedEvent]) -> bool:
-        """Cancel the run (or fire its run timeout) as the segment's run.finished says."""
+    def stop_run(self, here: Iterable[LoggedEvent]) -> bool:
+        """Cancel the run (or fire its run timeout) as the segment's run.finished says;
+        ``here``: the events from the first one the stop leads to."""
         if self.scheduler._stopping:
             return False
-        events = list(later)
+        events = list(here)
         finished = next((x.event for x in events if isinstance(x.event, RunFinished)), None)
         if not isinstance(finished, RunFinished) or finished.status != "cancelled":
             return False
         reason = finished.reason or ""
-        self.fail_before_stop(events)
+        self.before_stop(events)
         if reason.startswith("run exceeded its timeout"):
             timer = self.timer_for("run-timeout")
             if timer:
