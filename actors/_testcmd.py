@@ -74,9 +74,8 @@ def _reproduce(args: argparse.Namespace, finding: Finding) -> str:
 
 def fault_file(args: argparse.Namespace, report: Exploration, finding: Finding) -> str:
     """The minimal fault plan as a YAML fault file, its header comments saying what broke."""
-    lines = [
-        f"# wavecrest test {args.file} --seed {args.seed}: this fault plan breaks the workflow"
-    ]
+    what = "this fault plan breaks" if finding.faults.get("rules") else "it breaks, without faults,"
+    lines = [f"# wavecrest test {args.file} --seed {args.seed}: {what} the workflow"]
     lines += [f"#   {problem}" for problem in finding.problems]
     if report.runs:
         lines.append(
@@ -190,9 +189,9 @@ def run_test(args: argparse.Namespace, console: Any) -> int:
         sys.stdout.write(fault_file(args, report, finding))
     if finding is not None:
         faults = len(finding.faults.get("rules", []))
+        under = f"under {faults} fault rule(s)" if faults else "without any fault"
         print(
-            f"wavecrest: {args.file} breaks under {faults} fault rule(s) (seed {finding.seed}): "
-            f"{finding.problems[0]}",
+            f"wavecrest: {args.file} breaks {under} (seed {finding.seed}): {finding.problems[0]}",
             file=sys.stderr,
         )
         return 1

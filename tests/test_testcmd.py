@@ -170,3 +170,22 @@ def test_a_plugin_module_is_imported_from_the_current_folder(planted: Path) -> N
     done = wavecrest("validate", "planted.flow.md", "-p", "planted_runtimes", cwd=planted)
     assert done.returncode == 0, done.stderr
     assert "planted.flow.md: ok (index, 4 nodes)" in done.stdout + done.stderr
+
+
+def test_a_workflow_that_fails_without_faults_is_reported_with_an_empty_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow = tmp_path / "broken.flow.md"
+    flow.write_text(
+        "---\nname: broken\n---\n<workflow>\n"
+        '<transform id="a" type="template" template="{{ [1, 2] }}"/>\n'
+        '<foreach id="each" collection="a.output[0]">'
+        '<transform id="x" type="template" template="{{ item }}"/></foreach>\n'
+        "</workflow>\n"
+    )
+    assert main(["test", str(flow)]) == 1
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out) == {"seed": 0, "rules": []}
+    assert "it breaks, without faults, the workflow" in captured.out
+    assert "'each' failed by itself: TypeError: foreach 'each' needs a list" in captured.out
+    assert captured.err.startswith(f"wavecrest: {flow} breaks without any fault (seed 0)")
