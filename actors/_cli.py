@@ -57,8 +57,10 @@ from ._console import (
     with_pending,
 )
 from ._logging import EVENTS, LIBRARY, NODES
+from ._plugins import add_plugin_option, load_plugins
 from ._prepare import default_state_dir, find_snapshot
 from ._runtime import Runtime
+from ._testcmd import add_test_parser, run_test
 
 __all__ = ["Streams", "main"]
 
@@ -179,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="the file to write (default: RUN_ID.html)"
     )
     report.add_argument("--state-dir", metavar="DIR")
+    add_test_parser(commands, _positive)
+    for command in (validate, plan_cmd, run, resume):
+        add_plugin_option(command)
     return parser
 
 
@@ -250,8 +255,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_OK
         if args.command is None:
             raise _ArgumentError(
-                "a command is required: validate, plan, run, resume, inspect, runs or report"
+                "a command is required: validate, plan, run, resume, inspect, runs, report or test"
             )
+        load_plugins(getattr(args, "plugins", ()))
         handler = _COMMANDS[args.command]
         return handler(args, streams)
     except _ArgumentError as exc:
@@ -583,4 +589,5 @@ _COMMANDS = {
     "inspect": _inspect,
     "runs": _runs,
     "report": _report_run,
+    "test": run_test,
 }

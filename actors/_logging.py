@@ -40,6 +40,7 @@ import structlog
 from wavecrest.core import RunEvent
 from wavecrest.core._events import (
     CheckpointWaiting,
+    ErrorInfo,
     FaultInjected,
     NodeCancelled,
     NodeFailed,
@@ -293,11 +294,12 @@ class EventLines:
         # '{"run_id": "...", "workflow": "...", ' for the lines built from templates.
         head = (json.dumps(bound, default=repr)[:-1] + ", " if bound else "{").replace("%", "%%")
         #: The two lines every node writes, as %-formats of (JSON-quoted path,
-        #: attempt, queued or duration as JSON, timestamp prefix, microseconds):
-        #: see :meth:`started` and :meth:`succeeded`. ``queued`` is a float rounded
-        #: to the microsecond, whose repr is its JSON.
+        #: attempt, queued and running or duration as JSON, timestamp prefix,
+        #: microseconds): see :meth:`started` and :meth:`succeeded`. ``queued`` is a
+        #: float rounded to the microsecond, whose repr is its JSON.
         self.started_format = (
-            head + '"node": %s, "attempt": %d, "queued": %r, "event": "node.started", '
+            head + '"node": %s, "attempt": %d, "queued": %r, "running": %d, '
+            '"event": "node.started", '
             '"level": "info", "timestamp": "%s.%06dZ"}'
         )
         self.succeeded_format = (
@@ -316,12 +318,19 @@ class EventLines:
         second = int(at)
         return f"{self.prefix(second)}.{int((at - second) * 1_000_000):06d}Z"
 
-    def started(self, path: str, attempt: int, at: float, queued: float) -> str:
+    def started(self, path: str, attempt: int, at: float, queued: float, running: int) -> str:
         """The ``node.started`` line of a node's (non-fallback) attempt."""
         second = int(at)
         micro = int((at - second) * 1_000_000)
         shown = round(queued, 6)
-        return self.started_format % (quote(path), attempt, shown, self.prefix(second), micro)
+        return self.started_format % (
+            quote(path),
+            attempt,
+            shown,
+            running,
+            self.prefix(second),
+            micro,
+        )
 
     def succeeded(self, path: str, attempt: int, at: float, duration: float | None) -> str:
         """The ``node.succeeded`` line of a node that ran (not one reused on resume)."""
@@ -334,8 +343,8 @@ class EventLines:
         """The line of any event."""
         # The two lines every node writes, from templates; the rest via json.dumps.
         kind = type(event)
-        if kind is NodeStarted and event.fallback is None:
-            return self.started(event.path, event.attempt, event.at, event.queued)
+        if kind is NodeStarted and event.fallback is None and event.running is not None:
+            return self.started(event.path, event.attempt, event.at, event.queued, event.running)
         if kind is NodeSucceeded and not event.reused:
             return self.succeeded(
                 event.path,
@@ -431,6 +440,8 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
         fields = {"workflow": event.workflow, "seed": event.seed, "resumed": event.resumed}
     elif isinstance(event, NodeStarted):
         fields = {"node": event.path, "attempt": event.attempt, "queued": round(event.queued, 6)}
+        if event.running is not None:
+            fields["running"] = event.running
         if event.fallback:
             fields["fallback"] = event.fallback
     elif isinstance(event, NodeRetrying):
@@ -440,6 +451,7 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "delay": round(event.delay, 6),
             "error": event.error.type,
             "message": event.error.message,
+            **_classification(event.error),
         }
         if event.fallback:
             fields["fallback"] = event.fallback
@@ -454,9 +466,14 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "error": event.error.type,
             "message": event.error.message,
             "traceback": event.error.traceback,
+            **_classification(event.error),
         }
+        if event.fail_fast:
+            fields["fail_fast"] = True
     elif isinstance(event, NodeCancelled):
         fields = {"node": event.path, "attempt": event.attempt, "reason": event.result.reason}
+        if event.result.abandoned:
+            fields["abandoned"] = True
     elif isinstance(event, NodeSkipped):
         fields = {"node": event.path, "reason": event.result.reason}
     elif isinstance(event, CheckpointWaiting):
@@ -475,4 +492,17 @@ def event_fields(event: RunEvent) -> dict[str, Any]:
             "errors": len(event.errors),
             "abandoned": event.abandoned,
         }
+    return fields
+
+
+def _classification(error: ErrorInfo) -> dict[str, Any]:
+    """How a logged error was classified where it was caught, for replaying the run: only
+    what is set (``retryable``, ``permanent``, ``retry_after``)."""
+    fields: dict[str, Any] = {}
+    if error.retryable:
+        fields["retryable"] = True
+    if error.permanent:
+        fields["permanent"] = True
+    if error.retry_after is not None:
+        fields["retry_after"] = error.retry_after
     return fields

@@ -227,10 +227,13 @@ class SnapshotWriter(PooledActor):
                         prefix = render.prefix(second)
                     micro = int((at - second) * 1_000_000)
                     queued = round(items[i + 5], 6)
-                    add(started % (quote(items[i + 1]), items[i + 2], queued, prefix, micro))
+                    add(
+                        started
+                        % (quote(items[i + 1]), items[i + 2], queued, items[i + 6], prefix, micro)
+                    )
                 else:
-                    add(render.render(self._event(items[i : i + 6])))
-                i += 6
+                    add(render.render(self._event(items[i : i + 7])))
+                i += 7
             elif item is JOURNAL_SUCCEEDED:
                 path, result, encoded = items[i + 1], items[i + 4], items[i + 5]
                 entry = None if encoded is None else encode_plain_result(result, encoded, pack)

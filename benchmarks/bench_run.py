@@ -18,6 +18,9 @@ Sections (``--only`` picks some, comma-separated):
     worker.
 ``throughput``
     100 concurrent runs of a 50-node layered workflow in one ``Runtime``.
+``sim``
+    Simulated runs per second of a 20-node layered workflow
+    (``wavecrest.core.testing.simulate``, what ``wavecrest test`` runs).
 ``dask``
     wavecrest's Dask executor against Dask distributed's own scheduler on one
     local cluster (a ``dask scheduler`` and two ``dask worker`` processes of
@@ -58,7 +61,7 @@ from .systems import CONCURRENCY, PEERS, SYSTEMS, WAVECREST
 
 __all__ = ["SECTIONS", "main"]
 
-SECTIONS = ("overhead", "makespan", "scale", "snapshot", "throughput", "dask")
+SECTIONS = ("overhead", "makespan", "scale", "snapshot", "throughput", "sim", "dask")
 #: What runs without --only: the dask section starts clusters and takes about 20 minutes.
 DEFAULT_SECTIONS = SECTIONS[:-1]
 GRAPHS = ("chain", "wide", "layered")
@@ -68,6 +71,7 @@ MAKESPAN_TARGET = 1.10
 SNAPSHOT_TARGET = 1.15
 DASK_OVERHEAD_TARGET = 1.20
 DASK_MAKESPAN_TARGET = 1.05
+SIM_TARGET = 500.0
 SNAPSHOT_PAIRS = 9
 
 
@@ -119,6 +123,8 @@ class Settings:
     snapshot_nodes: int
     runs: int
     run_nodes: int
+    sim_runs: int
+    sim_nodes: int
     fmt: str
     json_path: Path | None
 
@@ -533,6 +539,37 @@ def dask_section(h: Harness) -> list[Table]:
     return [table, spans]
 
 
+def sim(h: Harness) -> list[Table]:
+    s = h.settings
+    record = h.measure("sim", "--runs", str(s.sim_runs), "--size", str(s.sim_nodes))
+    table = Table(
+        f"Simulation: {s.sim_runs} simulated runs of a {s.sim_nodes}-node layered workflow, "
+        f"concurrency {CONCURRENCY}",
+        ["runs", "nodes/run", "median s", "min s", "runs/s", "µs/run", "µs/node", "target"],
+    )
+    target = f"≥ {SIM_TARGET:.0f} runs/s"
+    if record.get("ok"):
+        nodes = s.sim_runs * record["nodes"]
+        table.add(
+            s.sim_runs,
+            record["nodes"],
+            f"{record['median']:.3f}",
+            f"{record['min']:.3f}",
+            f"{s.sim_runs / record['median']:,.0f}",
+            f"{record['median'] / s.sim_runs * 1e6:,.0f}",
+            f"{record['median'] / nodes * 1e6:,.1f}",
+            target,
+        )
+    else:
+        table.add(s.sim_runs, s.sim_nodes, "FAILED", "FAILED", "n/a", "n/a", "n/a", target)
+    table.notes.append(
+        "One call runs `simulate(workflow, seed=k)` for each seed in turn, each a fresh "
+        "scheduler, supervisor and semaphore in virtual time, every node running its real "
+        "(no-op) runtime; the plan is made once. Rates are from the median."
+    )
+    return [table]
+
+
 SECTION_FUNCTIONS: dict[str, Callable[[Harness], list[Table]]] = {
     "overhead": overhead,
     "makespan": makespan,
@@ -540,6 +577,7 @@ SECTION_FUNCTIONS: dict[str, Callable[[Harness], list[Table]]] = {
     "snapshot": snapshot,
     "throughput": throughput,
     "dask": dask_section,
+    "sim": sim,
 }
 
 
@@ -585,6 +623,14 @@ def targets(h: Harness) -> Table:
             target = DASK_OVERHEAD_TARGET
             label = f"dask {graph} {size:,}: wavecrest / client.submit ≤ {target:.2f}"
         table.add(label, f"{value:.3f}", "yes" if value <= target else "no")
+    simulated = h.records.get(("sim", "--runs", str(s.sim_runs), "--size", str(s.sim_nodes)))
+    if simulated is not None:
+        label = f"simulated runs/s of a {s.sim_nodes}-node workflow ≥ {SIM_TARGET:.0f}"
+        if simulated.get("ok"):
+            rate = s.sim_runs / simulated["median"]
+            table.add(label, f"{rate:,.0f}", "yes" if rate >= SIM_TARGET else "no")
+        else:
+            table.add(label, "FAILED", "no")
     largest = max(s.sizes)
     for system in WAVECREST:
         done = [
@@ -697,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-nodes", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=100, help="concurrent runs for throughput")
     parser.add_argument("--run-nodes", type=int, default=50, help="nodes per throughput run")
+    parser.add_argument("--sim-runs", type=int, default=1000, help="simulated runs per call")
+    parser.add_argument("--sim-nodes", type=int, default=20, help="nodes per simulated run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="save every raw record here")
     parser.add_argument("--rst", action="store_true", help="print reStructuredText tables")
     args = parser.parse_args(argv)
@@ -711,7 +759,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = (1000, 10_000) if args.quick else (1000, 10_000, 100_000)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    numbers = (repeat, args.makespan_nodes, args.snapshot_nodes, args.runs, args.run_nodes)
+    numbers = (
+        repeat,
+        args.makespan_nodes,
+        args.snapshot_nodes,
+        args.runs,
+        args.run_nodes,
+        args.sim_runs,
+        args.sim_nodes,
+    )
     if min(sizes) < 1 or min(numbers) < 1 or args.budget <= 0 or args.timeout <= 0:
         parser.error("sizes, counts, --repeat, --budget and --timeout must be positive")
     if "dask" in systems and _version("dask") is None:
@@ -736,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_nodes=args.snapshot_nodes,
         runs=args.runs,
         run_nodes=args.run_nodes,
+        sim_runs=args.sim_runs,
+        sim_nodes=args.sim_nodes,
         fmt="rst" if args.rst else "markdown",
         json_path=args.json,
     )

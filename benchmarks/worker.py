@@ -13,6 +13,7 @@ whose outcome is wrong.
     python -m benchmarks.worker run --system floor --graph sleep --size 200
     python -m benchmarks.worker run --system graph-only --graph chain --size 100000
     python -m benchmarks.worker throughput --runs 100 --size 50
+    python -m benchmarks.worker sim --runs 1000 --size 20
     python -m benchmarks.worker paired --graph layered --size 10000
     python -m benchmarks.worker dask --graph wide --size 1000
 
@@ -21,7 +22,9 @@ the makespan lower bound. ``graph-only`` builds the graph and runs nothing:
 the RSS every other worker of that graph starts from. ``throughput`` submits
 ``--runs`` runs of ``layered(--size)`` at once to one ``Runtime`` and times
 the first submit to the last result (the Runtime's start and close untimed).
-``paired`` times wavecrest eager without and with snapshots in turns within
+``sim`` times ``--runs`` simulated runs (``wavecrest.core.testing.simulate``,
+one seed each) of ``layered(--size)`` in one call. ``paired`` times wavecrest
+eager without and with snapshots in turns within
 one process (off, on, on, off, off, on...), ``--repeat`` calls of each, so
 that a machine slowing down or speeding up weighs on both sides alike; its
 record has ``times_off`` and ``times_on``, and ``ratios`` of each pair.
@@ -176,6 +179,24 @@ def measure_rounds(
     return times, outcome
 
 
+def _sim_call(workflow: Workflow, runs: int, first_seed: int) -> Callable[[], Outcome]:
+    """``runs`` simulated runs of ``workflow`` with seeds from ``first_seed``, one call."""
+    from wavecrest.core.testing import simulate
+
+    nodes = len(workflow.body)
+
+    def call() -> Outcome:
+        bad = []
+        for seed in range(first_seed, first_seed + runs):
+            result = simulate(workflow, seed=seed, max_concurrency=CONCURRENCY).result
+            if result is None or result.status != "completed" or len(result.nodes) != nodes:
+                bad.append(result)
+        detail = f"{len(bad)} of {runs} simulated runs wrong" if bad else ""
+        return Outcome(not bad, runs * nodes, detail)
+
+    return call
+
+
 def _paired(args: argparse.Namespace, record: dict[str, Any], workflow: Workflow) -> None:
     system = record["system"]
     small = _warm_up_graph(record["graph"], args.size, args.seed)
@@ -275,6 +296,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record["runs"] = args.runs
         warm_up = _throughput_call(layered(min(args.size, 20), seed=args.seed + 1), 2)
         call = _throughput_call(workflow, args.runs)
+    elif args.kind == "sim":
+        record["runs"] = args.runs
+        record["system"] = "simulation"
+        warm_up = _sim_call(workflow, 20, 10**6)
+        call = _sim_call(workflow, args.runs, args.seed)
     elif record["system"] == "graph-only":
         record.update(times=[], ok=True, detail="", rss_start_kb=rss_start)
         record["rss_ready_kb"] = record["rss_peak_kb"] = rss_kb()
@@ -314,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     many = kinds.add_parser("throughput", help="many concurrent runs in one Runtime")
     many.add_argument("--runs", type=int, default=100)
+    simulated = kinds.add_parser("sim", help="simulated runs (wavecrest.core.testing.simulate)")
+    simulated.add_argument("--runs", type=int, default=1000)
     pair = kinds.add_parser("paired", help="wavecrest without and with snapshots, in turns")
     pair.add_argument("--system", default="wavecrest-eager", choices=WAVECREST)
     pair.add_argument("--graph", default="layered", choices=("chain", "wide", "layered"))
@@ -321,13 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         "dask", help="wavecrest's Dask executor and plain client.submit, in turns, on a cluster"
     )
     on_dask.add_argument("--graph", required=True, choices=GRAPHS)
-    for sub in (one, many, pair, on_dask):
+    for sub in (one, many, simulated, pair, on_dask):
         sub.add_argument("--size", type=int, required=True)
         sub.add_argument("--repeat", type=int, default=3)
         sub.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls")
         sub.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.size < 1 or args.repeat < 1 or (args.kind == "throughput" and args.runs < 1):
+    if args.size < 1 or args.repeat < 1 or (args.kind in ("throughput", "sim") and args.runs < 1):
         parser.error("--size, --repeat and --runs must be at least 1")
     try:
         record = run(args)

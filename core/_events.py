@@ -19,9 +19,9 @@ A persisted run also keeps a *journal*: the same history for the snapshot
 writer and the run log, flat. Every node start and success, by far the most
 of any run, is a marker followed by its fields, with nothing built for it:
 
-* ``STARTED, path, attempt, at, fallback, queued`` (``fallback``: the fallback
-  node's id when the attempt is one, else None; ``queued``: the seconds it
-  waited for a permit, see :class:`NodeStarted`);
+* ``STARTED, path, attempt, at, fallback, queued, running`` (``fallback``: the
+  fallback node's id when the attempt is one, else None; ``queued``: the
+  seconds it waited for a permit; ``running``: see :class:`NodeStarted`);
 * ``SUCCEEDED, path, attempt, at, result, encoded, reused`` (``encoded``: the
   output's snapshot encoding when the attempt made it, else None);
 
@@ -175,6 +175,9 @@ class NodeStarted(RunEvent):
     ``queued`` is how long the attempt waited for its concurrency permit: the
     seconds from when it became ready (its dependencies done, its retry delay
     over, or its primary failed for a fallback) to ``at``.
+    ``running`` is the number of the run's attempts in flight once this one
+    started, which is the number of permits the run holds: a trace checker
+    reads the run's permit accounting from it (None when not known).
     """
 
     name: ClassVar[str] = "node.started"
@@ -183,6 +186,7 @@ class NodeStarted(RunEvent):
     attempt: int
     fallback: str | None = None
     queued: float = 0.0
+    running: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,7 +216,10 @@ class NodeSucceeded(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeFailed(RunEvent):
-    """A node failed for good: retries and fallback, if any, are spent."""
+    """A node failed for good: retries and fallback, if any, are spent.
+
+    ``fail_fast`` is True when this failure stops the run (nothing starts after it).
+    """
 
     name: ClassVar[str] = "node.failed"
     path: str
@@ -220,6 +227,7 @@ class NodeFailed(RunEvent):
     attempt: int
     error: ErrorInfo
     result: NodeResult
+    fail_fast: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -597,7 +605,7 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
     while i < n:
         item = journal[i]
         if item is JOURNAL_STARTED:
-            path, attempt, at, fallback, queued = journal[i + 1 : i + 6]
+            path, attempt, at, fallback, queued, running = journal[i + 1 : i + 7]
             yield NodeStarted(
                 run_id=run_id,
                 at=at,
@@ -606,8 +614,9 @@ def journal_events(journal: Sequence[Any], run_id: str) -> Iterator[RunEvent]:
                 attempt=attempt,
                 fallback=fallback,
                 queued=queued,
+                running=running,
             )
-            i += 6
+            i += 7
         elif item is JOURNAL_SUCCEEDED:
             path, attempt, at, result, _encoded, reused = journal[i + 1 : i + 7]
             yield NodeSucceeded(

@@ -624,6 +624,7 @@ class Scheduler:
         # NodeStarted first: whoever carries out StartTask may publish what
         # precedes it, and the event then precedes anything the attempt logs.
         fallback = node.id if primary_error is not None else None
+        running = len(self._running)
         if self.observed:
             self._out.append(
                 Emit(
@@ -635,11 +636,20 @@ class Scheduler:
                         attempt=attempt,
                         fallback=fallback,
                         queued=now - ready_since,
+                        running=running,
                     )
                 )
             )
         if self.journal is not None:
-            self.journal += (JOURNAL_STARTED, path, attempt, wall, fallback, now - ready_since)
+            self.journal += (
+                JOURNAL_STARTED,
+                path,
+                attempt,
+                wall,
+                fallback,
+                now - ready_since,
+                running,
+            )
         self._out.append(
             StartTask(
                 token,
@@ -913,7 +923,14 @@ class Scheduler:
             primary_error=primary_error,
             reason=decision.reason if decision is not None else None,
         )
-        self._settle(frame, index, FAILED, result, attempt=pending.attempt)
+        self._settle(
+            frame,
+            index,
+            FAILED,
+            result,
+            attempt=pending.attempt,
+            fail_fast=decision is not None and decision.fail_fast,
+        )
 
     # -- timers ------------------------------------------------------------------
 
@@ -1041,7 +1058,8 @@ class Scheduler:
             duration=self.clock.monotonic() - since[0] if since is not None else None,
             reason=reason,
         )
-        self._settle(frame, index, CANCELLED, result)
+        # The event names the attempt that was cut short, as an attempt cancelled in flight does.
+        self._settle(frame, index, CANCELLED, result, attempt=max(1, result.attempts))
 
     def _maybe_finish(self) -> None:
         if (
@@ -1128,6 +1146,7 @@ class Scheduler:
         attempt: int = 1,
         reused: bool = False,
         payload: bytes | None = None,
+        fail_fast: bool = False,
     ) -> None:
         """Record the node's final state and let its frame move on."""
         pn = frame.nodes[index]
@@ -1168,6 +1187,7 @@ class Scheduler:
                     attempt=attempt,
                     error=result.error,
                     result=result,
+                    fail_fast=fail_fast,
                 )
             )
         elif status == CANCELLED:

@@ -15,10 +15,18 @@ thousands of completion orders quickly.
 ``trace`` records every input handed to the scheduler and every command it
 returned, in order; ``events`` the observable events alone, and ``journal``
 (with ``journal=True``) the journal a persisted run's writer would read.
+:meth:`Simulation.digest` hashes the trace's canonical bytes
+(:mod:`._canonical`): two runs with the same inputs and seed have the same
+digest, in any process.
+
+A runtime that raises past ``Exception`` (an injected ``crash``, or
+``SystemExit``) is reported as :class:`NodeCrashedError`, as a node actor that
+died would be; only ``KeyboardInterrupt`` goes through.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections import deque
@@ -27,6 +35,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from ._canonical import trace_bytes
 from ._clock import FakeClock
 from ._errors import NodeCrashedError, WavecrestError
 from ._events import (
@@ -121,7 +130,9 @@ class Simulation:
     stops when cancelled (default: yes). ``crash_after`` stops the simulation
     after that many attempt outcomes, as if the process died there: the
     returned result then has status ``running`` and holds what a snapshot
-    would.
+    would. ``prior`` holds the node results of the run being resumed.
+
+    :meth:`run` runs it once; ``result`` then holds what it returned.
     """
 
     def __init__(
@@ -146,6 +157,8 @@ class Simulation:
         self.plan = workflow if isinstance(workflow, Plan) else plan(workflow)
         wf = self.plan.workflow
         self.seed = seed
+        self.prior: Mapping[str, NodeResult] | None = prior
+        self.faults = faults
         self.clock = FakeClock()
         self.settings = settings or RunSettings()
         self.rng = random.Random(seed)
@@ -178,6 +191,8 @@ class Simulation:
         self.events: list[RunEvent] = []
         self.journal: list[Any] = []
         self.max_running = 0
+        #: The run's result once :meth:`run` returned (None before).
+        self.result: RunResult | None = None
         self._inputs: deque[object] = deque()
         self._agenda: list[tuple[float, float, int, str, Any]] = []
         self._seq = count()
@@ -189,7 +204,9 @@ class Simulation:
     # -- running -----------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Run to the end (or to ``crash_after``) and return the result."""
+        """Run to the end (or to ``crash_after``) and return the result (also ``result``)."""
+        if self.result is not None:
+            raise RuntimeError("a Simulation runs once; make a new one to run again")
         self._apply(self.scheduler.start())
         while not self._done:
             if self._inputs:
@@ -223,7 +240,16 @@ class Simulation:
                 if isinstance(message, PermitsGranted):
                     self.trace.append(message)
                     self._apply(self.scheduler.handle(message))
-        return self.scheduler.result()
+        self.result = self.scheduler.result()
+        return self.result
+
+    def trace_bytes(self) -> bytes:
+        """The trace's canonical bytes: one JSON line per entry (see ``_canonical``)."""
+        return trace_bytes(self.trace)
+
+    def digest(self) -> str:
+        """The SHA-256 hex digest of :meth:`trace_bytes`: equal for equal runs."""
+        return hashlib.sha256(self.trace_bytes()).hexdigest()
 
     def _at(self, delay: float, kind: str, payload: Any) -> None:
         heapq.heappush(
@@ -280,8 +306,11 @@ class Simulation:
         except _Hang:
             hung = True
             outcome = TaskCancelled(start.token)
-        except ExecutorCrash as exc:
-            crash = NodeCrashedError(f"the executor of {start.path!r} died: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crashed executor, as in the actors
+            text = str(exc) if isinstance(exc, ExecutorCrash) else repr(exc)
+            crash = NodeCrashedError(f"the executor of {start.path!r} died: {text}")
             outcome = TaskFailed(
                 start.token, error_info(crash, node=start.path, attempt=start.attempt)
             )

@@ -258,7 +258,7 @@ def test_the_templated_lines_are_what_json_dumps_gives(
     result = NodeResult(path, "succeeded", duration=duration)
     at = 1_795_000_000.5
     for event in (
-        NodeStarted(run_id="r", at=at, path=path, node=path, attempt=2, queued=queued),
+        NodeStarted(run_id="r", at=at, path=path, node=path, attempt=2, queued=queued, running=3),
         NodeSucceeded(run_id="r", at=at, path=path, node=path, attempt=2, result=result),
     ):
         fields = {"run_id": "20261122T000000Z-%d", "workflow": 'w "1"', **event_fields(event)}

@@ -133,3 +133,63 @@ def test_public_surface_for_asyncio_hosts_and_workflows_in_code() -> None:
         assert callable(getattr(handle, method)), method
     assert isinstance(handle.dropped_events, property)
     assert callable(wavecrest.core.RuntimeContext.asleep)
+
+
+def test_the_testing_toolkit_is_pure_core_and_checked_as_such() -> None:
+    """core/testing is part of core: the rules above read its files too."""
+    checked = {path.relative_to(ROOT).as_posix() for path in _core_files()}
+    assert {"core/testing/__init__.py", "core/testing/_explore.py"} <= checked
+
+
+def test_wavecrest_core_imports_neither_hypothesis_nor_pytest(tmp_path: Path) -> None:
+    """Only wavecrest.core.testing pulls in hypothesis: an embedding application that imports
+    wavecrest.core or the actors, and every CLI command but ``test``, pays for neither
+    (checked in a fresh interpreter)."""
+    probe = (
+        "import sys, wavecrest.core, wavecrest.actors, wavecrest.actors._cli;"
+        "print('hypothesis' in sys.modules, 'pytest' in sys.modules,"
+        " 'wavecrest.core.testing' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "False", "False"]
+
+
+def test_public_surface_of_the_testing_toolkit() -> None:
+    """The names the toolkit's docs promise are exported, and __all__ lists only real objects."""
+    from wavecrest.core import testing
+
+    for name in (
+        "simulate",
+        "Simulation",
+        "workflows",
+        "fault_plans",
+        "seeds",
+        "check_trace",
+        "InvariantViolation",
+        "replay",
+        "ReplayReport",
+    ):
+        assert name in testing.__all__
+    for name in testing.__all__:
+        assert hasattr(testing, name), name
+    assert testing.Simulation is wavecrest.core.Simulation
+
+
+def test_every_package_is_listed_in_setup_cfg() -> None:
+    """A plain ``pip install .`` ships every package folder of core and actors."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {
+        "wavecrest." + ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("core", "actors")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found == listed
+    requires = config["options"]["install_requires"]
+    assert "hypothesis" in requires
+    assert "pytest" in requires

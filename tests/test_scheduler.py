@@ -15,15 +15,6 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from strategies import (
-    check_concurrency,
-    check_dependencies,
-    check_invariants,
-    check_no_start_after_fail_fast,
-    check_outcomes_matched,
-    check_permits,
-    check_waves,
-)
 from wavecrest.core import (
     FaultPlan,
     NodeCancelled,
@@ -53,6 +44,7 @@ from wavecrest.core._events import (
     TaskFailed,
     TaskSucceeded,
 )
+from wavecrest.core.testing import check_trace
 
 # --- runtimes and helpers ---------------------------------------------------------------
 
@@ -191,7 +183,7 @@ def test_templates_read_outputs_by_bare_id_and_by_nodes_index() -> None:
     assert result.outputs["text"] == "x=20"
     order = started(sim)
     assert order.index("sum") > max(order.index("x"), order.index("x-y"))
-    check_dependencies(sim)
+    check_trace(sim)
 
 
 def test_config_is_in_scope_with_its_defaults_and_overrides() -> None:
@@ -246,7 +238,7 @@ def test_parallel_wait_any_takes_the_first_branch_done_and_cancels_the_rest() ->
         "b1": "cancelled",
     }
     assert {r.reason for p, r in result.nodes.items() if p in ("a1", "b1")} == {"superseded"}
-    check_permits(sim)
+    check_trace(sim)
 
 
 def test_parallel_wait_n_takes_the_first_n_branches_done_in_branch_order() -> None:
@@ -284,7 +276,7 @@ def test_a_superseded_attempt_that_ignores_cancellation_is_abandoned_after_the_g
     stuck = result.nodes["stuck"]
     assert (stuck.status, stuck.reason, stuck.abandoned) == ("cancelled", "superseded", True)
     assert sim.clock.monotonic() < 3
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_a_failing_branch_under_keep_going_fails_the_parallel_but_not_its_siblings() -> None:
@@ -317,7 +309,7 @@ def test_a_failing_branch_under_keep_going_fails_the_parallel_but_not_its_siblin
     assert result.nodes["p"].error is not None
     assert "'a1'" in result.nodes["p"].error.message
     assert [(e.node, e.type) for e in result.errors] == [("a1", "PermanentError")]
-    check_invariants(sim)
+    check_trace(sim)
 
 
 # --- foreach ----------------------------------------------------------------------------
@@ -438,7 +430,7 @@ def test_a_break_in_a_concurrent_foreach_cuts_the_output_at_the_breaking_item() 
         assert result.nodes[f"each[{k}]/x"].status == "cancelled"
         assert result.nodes[f"each[{k}]/x"].reason == "superseded"
     assert sim.clock.monotonic() < 2
-    check_permits(sim)
+    check_trace(sim)
 
 
 # --- if and branch ----------------------------------------------------------------------
@@ -647,7 +639,7 @@ def test_a_failing_iteration_under_keep_going_fails_the_foreach_but_not_the_othe
         "1 node(s) in the body of 'each' did not succeed: 'each[1]/x'"
     )
     assert sorted(e.node for e in result.errors) == ["each[1]/x", "lp[1]/l"]
-    check_invariants(sim)
+    check_trace(sim)
 
 
 # --- delay and checkpoint ---------------------------------------------------------------
@@ -712,7 +704,7 @@ def test_a_checkpoint_without_timeout_pauses_the_run() -> None:
     assert result.nodes["ok"].status == "waiting"
     assert result.nodes["ok"].reason == "ship 5?"
     assert "after" not in result.nodes
-    check_permits(sim)
+    check_trace(sim)
 
 
 def test_an_approved_checkpoint_continues_a_resumed_run() -> None:
@@ -798,7 +790,7 @@ def test_waves_mode_starts_no_node_of_a_wave_before_the_previous_wave_ended() ->
     }
     assert positions[("StartTask", "next")] > positions[("TaskSucceeded", "slow")]
     assert order == ["fast", "slow", "next", "last"]
-    check_waves(sim)
+    check_trace(sim)
 
 
 def test_waves_mode_keeps_a_barrier_inside_each_frame() -> None:
@@ -811,7 +803,7 @@ def test_waves_mode_keeps_a_barrier_inside_each_frame() -> None:
         mode="waves",
     )
     assert result.status == "completed"
-    check_waves(sim)
+    check_trace(sim)
 
 
 def test_eager_mode_starts_the_longest_remaining_path_first_then_declaration_order() -> None:
@@ -1059,7 +1051,7 @@ def test_keep_going_skips_only_what_depends_on_a_failure_and_reports_every_error
         ("bad", "PermanentError"),
         ("bad2", "ValueError"),
     ]
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_fail_fast_cancels_in_flight_nodes_and_starts_nothing_after() -> None:
@@ -1081,8 +1073,7 @@ def test_fail_fast_cancels_in_flight_nodes_and_starts_nothing_after() -> None:
     assert not any(isinstance(c, StartTask) for c in sim.trace[fail:])
     assert any(isinstance(c, CancelTask) and c.reason == "stopping" for c in sim.trace[fail:])
     assert sim.clock.monotonic() < 10  # the slow node did not run to its end
-    check_no_start_after_fail_fast(sim)
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_restart_intensity_turns_a_retry_storm_into_fail_fast() -> None:
@@ -1115,7 +1106,7 @@ def test_a_timed_out_cooperative_attempt_is_cancelled_and_retried() -> None:
     assert result.errors[0].message == "node 'a' timed out after 1.0s"
     assert sim.clock.monotonic() == pytest.approx(2.5)
     assert result.abandoned == 0
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_a_timed_out_attempt_that_ignores_cancellation_is_abandoned_after_the_grace() -> None:
@@ -1143,7 +1134,7 @@ def test_a_timed_out_attempt_that_ignores_cancellation_is_abandoned_after_the_gr
     assert result.outputs["b"] == "b"
     assert sim.scheduler.held == 0
     assert sim.semaphore.statistics().held == 0
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_a_whole_run_timeout_cancels_the_run() -> None:
@@ -1159,7 +1150,7 @@ def test_a_whole_run_timeout_cancels_the_run() -> None:
     assert statuses(result) == {"a": "cancelled"}
     assert sim.clock.monotonic() == pytest.approx(3.0)
     assert next(e for e in sim.events if isinstance(e, NodeCancelled)).path == "a"
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_a_whole_run_timeout_abandons_attempts_that_ignore_it_after_the_grace() -> None:
@@ -1173,7 +1164,7 @@ def test_a_whole_run_timeout_abandons_attempts_that_ignore_it_after_the_grace() 
     assert result.abandoned == 1
     assert result.nodes["a"].abandoned
     assert sim.clock.monotonic() == pytest.approx(5.0)
-    check_invariants(sim)
+    check_trace(sim)
 
 
 # --- fault injection in the simulator ---------------------------------------------------
@@ -1194,7 +1185,7 @@ def test_a_hang_fault_waits_until_the_attempt_timeout_and_is_retried() -> None:
     assert result.nodes["a"].attempts == 2
     (retry,) = retrying(sim)
     assert retry.error.type == "NodeTimeoutError"
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_crash_and_transient_faults_are_retried_and_permanent_ones_are_not() -> None:
@@ -1236,7 +1227,7 @@ def test_no_permit_is_left_held_when_the_run_ends_with_a_grant_in_flight() -> No
     granted_after_finish = [i for i, c in enumerate(sim.trace) if isinstance(c, PermitsGranted)][-1]
     assert isinstance(sim.trace[granted_after_finish + 1], ReleasePermits)
     assert sim.semaphore.statistics().held == 0
-    check_permits(sim)
+    check_trace(sim)
 
 
 # --- resume -----------------------------------------------------------------------------
@@ -1293,7 +1284,7 @@ def test_resume_after_a_crash_at_every_point_restarts_nothing_that_succeeded(see
         assert resumed.outputs == uninterrupted.outputs, crash_after
         reused = {e.path for e in sim.events if isinstance(e, NodeSucceeded) and e.reused}
         assert reused <= done
-        check_invariants(sim)
+        check_trace(sim)
 
 
 def test_a_break_that_fired_before_a_crash_still_stops_its_loop_after_resume() -> None:
@@ -1342,7 +1333,7 @@ def test_a_break_inside_a_finished_if_or_branch_still_stops_its_loop_after_resum
         assert resumed.outputs == uninterrupted.outputs, crash_after
         assert "lp[1]/y" not in resumed.nodes, crash_after
         assert "each[2]/x" not in resumed.nodes, crash_after
-        check_invariants(sim)
+        check_trace(sim)
 
 
 def test_resume_after_a_failure_reruns_the_failed_and_skipped_nodes_only() -> None:
@@ -1375,9 +1366,7 @@ def test_nested_control_flow_never_deadlocks_at_any_concurrency(cap: int) -> Non
     )
     assert result.status == "completed"
     assert result.outputs["p"] == [[[1, 1], [2, 1], [3, 1]], None]
-    check_concurrency(sim)
-    check_outcomes_matched(sim)
-    check_invariants(sim)
+    check_trace(sim)
 
 
 def test_the_same_seed_replays_the_same_trace() -> None:

@@ -1,12 +1,13 @@
 """Properties of the scheduler core over random workflows, concurrency limits, modes and seeds.
 
-Random workflows come from ``tests/strategies.py``: DAGs of probe task nodes,
-with and without nested control flow. Each is run in the deterministic
-:class:`Simulation`; the seed changes the order in which attempts complete.
-The outcome is compared with the reference model (``expected_run``) and the
-trace is checked against the run invariants (``check_invariants``): the
-scheduler must agree with a sequential interpreter however completions
-interleave, whatever the concurrency limit (1 included) and in both modes.
+Random workflows come from the public toolkit's strategies
+(``wavecrest.core.testing``): DAGs of probe task nodes, with and without
+nested control flow. Each is run in the deterministic :class:`Simulation`;
+the seed changes the order in which attempts complete. The outcome is
+compared with the reference model (``expected_run``) and the trace is checked
+against the run invariants (``check_trace``): the scheduler must agree with a
+sequential interpreter however completions interleave, whatever the
+concurrency limit (1 included) and in both modes.
 
 A state machine drives the bare :class:`Scheduler` as an adversarial
 environment: permits are granted late and partially, attempts complete in any
@@ -30,21 +31,6 @@ from hypothesis.stateful import (
     rule,
 )
 from profiles import examples
-from strategies import (
-    Expected,
-    check_concurrency,
-    check_invariants,
-    check_outcomes_matched,
-    check_permits,
-    check_waves,
-    dags,
-    expected_run,
-    fault_plans,
-    fault_targets,
-    probe_runtime,
-    render_flow,
-    workflows,
-)
 from wavecrest.core import (
     FakeClock,
     FaultPlan,
@@ -84,6 +70,16 @@ from wavecrest.core._events import (
     WithdrawPermits,
     journal_events,
 )
+from wavecrest.core.testing import (
+    check_trace,
+    dags,
+    fault_plans,
+    probe_runtime,
+    render_flow,
+    seeds,
+    workflows,
+)
+from wavecrest.core.testing._reference import Expected, expected_run
 
 EXAMPLES = 100
 
@@ -98,7 +94,7 @@ def _probe() -> Iterator[None]:
 any_workflow = st.one_of(dags(max_nodes=10), workflows(max_nodes=10, checkpoints=True))
 caps = st.integers(1, 4)
 modes = st.sampled_from(["eager", "waves"])
-seeds = st.integers(0, 2**16)
+run_seeds = seeds()
 
 
 def simulate(
@@ -162,7 +158,7 @@ def test_generated_workflows_are_valid_flow_files_with_the_same_plan(workflow: W
 
 
 @settings(max_examples=examples(EXAMPLES * 2), deadline=None)
-@given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
+@given(workflow=any_workflow, cap=caps, mode=modes, seed=run_seeds, cooperative=st.booleans())
 def test_a_run_agrees_with_the_reference_model_and_keeps_every_invariant(
     workflow: Workflow, cap: int, mode: str, seed: int, cooperative: bool
 ) -> None:
@@ -176,11 +172,11 @@ def test_a_run_agrees_with_the_reference_model_and_keeps_every_invariant(
     assert result.status == "completed", result.reason
     assert result.errors == ()
     assert_matches(result, expected_run(workflow))
-    check_invariants(sim)
+    check_trace(sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
-@given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds)
+@given(workflow=any_workflow, cap=caps, mode=modes, seed=run_seeds)
 def test_each_task_of_a_successful_run_runs_exactly_once_per_path(
     workflow: Workflow, cap: int, mode: str, seed: int
 ) -> None:
@@ -202,9 +198,7 @@ def test_running_attempts_never_exceed_max_concurrency(
 ) -> None:
     note(render_flow(workflow))
     sim, _ = simulate(workflow, cap=cap, mode=mode, duration=lambda _start: 1.0)
-    check_concurrency(sim)
-    check_permits(sim)
-    check_outcomes_matched(sim)
+    check_trace(sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
@@ -213,7 +207,7 @@ def test_running_attempts_never_exceed_max_concurrency(
         lambda control: workflows(max_nodes=10, control=control, concurrent_breaks=False)
     ),
     cap=caps,
-    seeds=st.lists(seeds, min_size=2, max_size=3, unique=True),
+    seeds=st.lists(run_seeds, min_size=2, max_size=3, unique=True),
 )
 def test_outputs_do_not_depend_on_completion_order_or_mode(
     workflow: Workflow, cap: int, seeds: list[int]
@@ -230,18 +224,18 @@ def test_outputs_do_not_depend_on_completion_order_or_mode(
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
-@given(workflow=any_workflow, cap=caps, seed=seeds)
+@given(workflow=any_workflow, cap=caps, seed=run_seeds)
 def test_waves_mode_starts_no_wave_before_the_previous_one_of_its_frame_ended(
     workflow: Workflow, cap: int, seed: int
 ) -> None:
     note(render_flow(workflow))
     sim, result = simulate(workflow, cap=cap, mode="waves", seed=seed)
     assert result.status == "completed"
-    check_waves(sim)
+    check_trace(sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
-@given(workflow=any_workflow, cap=caps, mode=modes, seed=seeds)
+@given(workflow=any_workflow, cap=caps, mode=modes, seed=run_seeds)
 def test_the_same_seed_gives_the_same_trace(
     workflow: Workflow, cap: int, mode: str, seed: int
 ) -> None:
@@ -256,9 +250,9 @@ def test_the_same_seed_gives_the_same_trace(
 
 
 def plans_for(workflow: Workflow) -> st.SearchStrategy[FaultPlan]:
-    """Fault plans aimed at the task nodes of ``workflow`` (hangs only where a timeout is)."""
-    ids, timed = fault_targets(workflow)
-    return fault_plans(ids, hangable=timed)
+    """Fault plans aimed at the task nodes of ``workflow`` (hangs only where a timeout is):
+    a schedule of faults on their attempts and up to four broad rules."""
+    return fault_plans(workflow, max_rules=4)
 
 
 @st.composite
@@ -305,7 +299,7 @@ def simulate_faulty(
 
 
 @settings(max_examples=examples(EXAMPLES * 2), deadline=None)
-@given(case=faulty(), cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
+@given(case=faulty(), cap=caps, mode=modes, seed=run_seeds, cooperative=st.booleans())
 def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     case: tuple[Workflow, FaultPlan], cap: int, mode: str, seed: int, cooperative: bool
 ) -> None:
@@ -320,7 +314,7 @@ def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     assert_matches(result, expected)
     failed_tasks = {e.node for e in result.errors}
     assert failed_tasks <= expected.failed
-    check_invariants(sim)
+    check_trace(sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
@@ -328,7 +322,7 @@ def test_under_keep_going_faults_fail_exactly_the_nodes_the_model_says(
     case=faulty(),
     cap=caps,
     mode=modes,
-    seed=seeds,
+    seed=run_seeds,
     keep_going=st.booleans(),
     crash_after=st.integers(0, 12),
 )
@@ -368,7 +362,7 @@ def test_the_journal_records_exactly_the_events(
 
 
 @settings(max_examples=examples(EXAMPLES * 2), deadline=None)
-@given(case=faulty(), cap=caps, mode=modes, seed=seeds, cooperative=st.booleans())
+@given(case=faulty(), cap=caps, mode=modes, seed=run_seeds, cooperative=st.booleans())
 def test_under_fail_fast_faults_stop_the_run_and_nothing_starts_after(
     case: tuple[Workflow, FaultPlan], cap: int, mode: str, seed: int, cooperative: bool
 ) -> None:
@@ -391,7 +385,7 @@ def test_under_fail_fast_faults_stop_the_run_and_nothing_starts_after(
     else:
         assert result.errors
         assert {e.node for e in result.errors} <= expected.failed
-    check_invariants(sim)
+    check_trace(sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
@@ -401,7 +395,7 @@ def test_under_fail_fast_faults_stop_the_run_and_nothing_starts_after(
     ).flatmap(lambda workflow: st.tuples(st.just(workflow), plans_for(workflow))),
     cap=caps,
     mode=modes,
-    seed=seeds,
+    seed=run_seeds,
     cooperative=st.booleans(),
     keep_going=st.booleans(),
 )
@@ -429,7 +423,7 @@ def test_any_run_ends_and_keeps_every_invariant(
         cooperative=lambda _start: cooperative,
     )
     assert result.status == ("failed" if result.errors else "completed"), result.reason
-    check_invariants(sim)
+    check_trace(sim)
 
 
 # --- resume -----------------------------------------------------------------------------
@@ -462,9 +456,9 @@ with probe_runtime():
     ),
     cap=caps,
     mode=modes,
-    seed=seeds,
+    seed=run_seeds,
     crash_at=st.integers(0, 64),
-    resume_seed=seeds,
+    resume_seed=run_seeds,
 )
 @example(
     workflow=_break_in_a_finished_branch,
@@ -494,7 +488,7 @@ def test_resuming_after_a_crash_at_any_point_gives_the_uninterrupted_outputs(
     again = done & set(starts_per_path(resumed_sim))
     assert not again, f"started again after resume: {sorted(again)}"
     assert resumed.outputs == uninterrupted.outputs
-    check_invariants(resumed_sim)
+    check_trace(resumed_sim)
 
 
 @settings(max_examples=examples(EXAMPLES), deadline=None)
@@ -514,7 +508,7 @@ def test_resuming_after_a_crash_at_any_point_gives_the_uninterrupted_outputs(
     interruption=st.sampled_from(["fail-fast", "keep-going", "timeout", "crash"]),
     cap=caps,
     mode=modes,
-    seed=seeds,
+    seed=run_seeds,
     data=st.data(),
 )
 def test_resuming_a_failed_cancelled_or_crashed_run_completes_it_like_an_uninterrupted_one(
@@ -551,13 +545,17 @@ def test_resuming_a_failed_cancelled_or_crashed_run_completes_it_like_an_uninter
     interrupted = first.run()
     done = {path for path, r in interrupted.nodes.items() if r.status == "succeeded"}
     resumed_sim, resumed = simulate(
-        workflow, cap=cap, mode=mode, seed=data.draw(seeds, label="seed"), prior=interrupted.nodes
+        workflow,
+        cap=cap,
+        mode=mode,
+        seed=data.draw(run_seeds, label="seed"),
+        prior=interrupted.nodes,
     )
     assert resumed.status == "completed", resumed.reason
     again = done & set(starts_per_path(resumed_sim))
     assert not again, f"started again after resume: {sorted(again)}"
     assert resumed.outputs == undisturbed.outputs
-    check_invariants(resumed_sim)
+    check_trace(resumed_sim)
 
 
 # --- the bare scheduler under an adversarial environment ------------------------------------
