@@ -8,7 +8,7 @@ fault, call the runtime, classify the outcome, encode the output for the
 snapshot — runs on a worker.
 
 Client side. Each attempt is a :class:`DaskNodeActor`, a
-:class:`~wavecrest.actors._executors.ReactiveActor`: its ``on_start`` submits
+:class:`~wavecrest.actors._pool.PooledActor`: its ``on_start`` submits
 :func:`run_attempt` as one Dask task keyed ``wc-<node>-<token>-<tag>``. Dask
 groups keys by their leading dash-separated words (``dask.utils.key_split``):
 the attempts of node ``load-users`` form the group ``wc-load-users``, and the
@@ -83,9 +83,8 @@ from wavecrest.core import (
 )
 from wavecrest.core._events import StartTask, TaskCancelled, TaskFailed
 
-from ._executors import ReactiveActor
 from ._node import NodeEnv
-from ._pool import ThreadPool
+from ._pool import PooledActor, ThreadPool
 
 __all__ = [
     "MAX_RESULT_BYTES",
@@ -409,7 +408,7 @@ class _DaskAttempt:
         return self._cancelled
 
 
-class DaskNodeActor(ReactiveActor):
+class DaskNodeActor(PooledActor):
     """One attempt whose work is one Dask task; reports its outcome to the run's scheduler."""
 
     def __init__(

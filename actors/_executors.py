@@ -18,30 +18,27 @@ its own actor that reports exactly one outcome to the scheduler, and the
 scheduler holds a cancellation handle per attempt (``set()`` asks the attempt
 to stop; ``threading.Event`` is the local one).
 
-:class:`ReactiveActor` is the actor for attempts whose work runs elsewhere:
-a pooled actor that holds a thread only while it has messages to handle, so an
-attempt waiting on a cluster ties up no thread here.
+An attempt whose work runs elsewhere is still a pooled actor: it holds a
+thread here only while it handles a message (see :mod:`wavecrest.actors._pool`),
+so an attempt waiting on a cluster ties up no thread.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-import threading
-from collections import deque
 from typing import Any, Protocol
 
-from pykka import ActorRef, ActorRegistry
-from wavecrest.core import ExecutorError, RuntimeClosedError
+from pykka import ActorRef
+from wavecrest.core import ExecutorError
 from wavecrest.core._events import StartTask
 
 from ._node import NodeEnv
-from ._pool import PooledActor, ThreadPool
+from ._pool import ThreadPool
 
 __all__ = [
     "CancelHandle",
     "Executor",
-    "ReactiveActor",
     "RunExecutor",
     "executor_key",
     "open_executor",
@@ -138,109 +135,3 @@ def _is_dask_client(value: Any) -> bool:
     distributed = sys.modules.get("distributed")
     client = getattr(distributed, "Client", None) if distributed is not None else None
     return client is not None and isinstance(value, client)
-
-
-class _Inbox:
-    """A :class:`ReactiveActor`'s inbox: a queue that schedules a drain when a message
-    reaches an idle actor."""
-
-    __slots__ = ("_actor", "_items", "_lock", "_scheduled")
-
-    def __init__(self, actor: ReactiveActor) -> None:
-        self._actor = actor
-        self._items: deque[Any] = deque()
-        self._lock = threading.Lock()
-        # True while a drain is scheduled or running; the first one is the start.
-        self._scheduled = True
-
-    def put(self, envelope: Any) -> None:
-        with self._lock:
-            self._items.append(envelope)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._actor._schedule()
-
-    def take(self) -> Any:
-        """The next envelope, or None after marking the actor idle."""
-        with self._lock:
-            if self._items:
-                return self._items.popleft()
-            self._scheduled = False
-            return None
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        # Only pykka's teardown calls this, after checking empty().
-        with self._lock:
-            return self._items.popleft()
-
-    def empty(self) -> bool:
-        return not self._items
-
-
-class ReactiveActor(PooledActor):
-    """A pooled actor that holds a pool thread only while it has messages to handle.
-
-    A message told to an idle actor schedules a *drain* on the pool, which
-    handles every queued message in order and gives the thread back. At most
-    one drain is scheduled or running at a time, so messages are handled one
-    by one, as in any actor. ``on_start`` runs in the first drain; ``on_exit``
-    runs once, on the drain that sees the actor stopped, with the exception
-    that killed it, if any (as for :class:`PooledActor`).
-    """
-
-    def __init__(self, pool: ThreadPool) -> None:
-        super().__init__(pool)
-        self._begun = False
-        self._exited = False
-
-    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return _Inbox(self)
-
-    def _start_actor_loop(self) -> None:
-        try:
-            self._pool.submit(self._drain)
-        except RuntimeClosedError:
-            ActorRegistry.unregister(self.actor_ref)
-            self.actor_stopped.set()
-            raise
-
-    def _schedule(self) -> None:
-        try:
-            self._pool.submit(self._drain)
-        except RuntimeClosedError:
-            pass  # the Runtime closed; an actor still alive now was abandoned
-
-    def _drain(self) -> None:
-        inbox: Any = self.actor_inbox
-        stopped = self.actor_stopped
-        try:
-            if not self._begun:
-                self._begun = True
-                self._actor_loop_setup()
-            while not stopped.is_set():
-                envelope = inbox.take()
-                if envelope is None:
-                    return  # idle: the thread goes back to the pool
-                self._handle_envelope(envelope)
-        except BaseException as exc:  # noqa: BLE001 - reported through on_exit, never lost
-            self._crash = exc
-            if not stopped.is_set():
-                ActorRegistry.unregister(self.actor_ref)
-                stopped.set()
-        self._actor_loop_teardown()
-        if not self._exited:
-            self._exited = True
-            self.on_exit(self._crash)
-
-    def _handle_envelope(self, envelope: Any) -> None:
-        # pykka's loop body for one envelope: a reply or a failure.
-        try:
-            response = self._handle_receive(envelope.message)
-            if envelope.reply_to is not None:
-                envelope.reply_to.set(response)
-        except Exception:  # noqa: BLE001 - as in pykka: the asker gets it, or the actor dies
-            if envelope.reply_to is not None:
-                envelope.reply_to.set_exception()
-            else:
-                self._handle_failure(*sys.exc_info())

@@ -15,11 +15,12 @@ through ``ctx.cancelled()`` and ``ctx.sleep()``.
 
 An attempt of an ``async def`` runtime is prepared the same way on the pooled
 thread, then its coroutine goes to the Runtime's
-:class:`~wavecrest.actors._aio.AsyncExecutor` and the actor detaches: its
-thread returns to the pool while the coroutine runs. The executor's done
-callback tells the actor the outcome and reattaches it; it stops and reports
-like any attempt. Setting the AttemptCancel also cancels the coroutine's
-task, so the runtime gets ``asyncio.CancelledError`` where it awaits.
+:class:`~wavecrest.actors._aio.AsyncExecutor` and ``on_start`` returns: the
+actor, like any idle pooled actor, holds no thread while the coroutine runs.
+The executor's done callback tells the actor the outcome; it stops and
+reports like any attempt. Setting the AttemptCancel also cancels the
+coroutine's task, so the runtime gets ``asyncio.CancelledError`` where it
+awaits.
 """
 
 from __future__ import annotations
@@ -165,14 +166,13 @@ class NodeActor(PooledActor):
             self._outcome = call
             self._stop()
             return
-        self._detach()  # before the coroutine starts: its end may come at once
+        # The actor stays alive without a thread until the coroutine's end is told to it.
         attempt = aio.start(call.run_async, self._async_done)
         self._cancel.on_set(attempt.cancel)
 
     def _async_done(self, outcome: Outcome | None, crash: BaseException | None) -> None:
-        # On the event loop's thread: hand the outcome to the actor's own loop.
+        # On the event loop's thread: the message schedules the actor's next drain.
         self.actor_ref.tell(_AttemptDone(outcome, crash))
-        self._reattach()
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is not _AttemptDone:
