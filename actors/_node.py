@@ -138,30 +138,24 @@ class NodeActor(PooledActor):
         if env.aio is not None and is_async_runtime(task.node.runtime_key):
             self._start_async(env.aio)
             return
-        self._outcome = execute_task(
-            task,
-            cancel=self._cancel,
-            run_id=env.run_id,
-            workflow=env.workflow,
-            base_dir=env.base_dir,
-            secrets=env.secrets,
-            log=_LazyLog(env.log, task.path, task.attempt),
-            encode=env.encode,
-        )
+        self._outcome = execute_task(task, **self._options())
         self._stop()
 
-    def _start_async(self, aio: AsyncExecutor) -> None:
+    def _options(self) -> dict[str, Any]:
+        """What every executor call of this attempt takes besides the StartTask."""
         env, task = self._env, self._task
-        call = prepare_task(
-            task,
-            cancel=self._cancel,
-            run_id=env.run_id,
-            workflow=env.workflow,
-            base_dir=env.base_dir,
-            secrets=env.secrets,
-            log=_LazyLog(env.log, task.path, task.attempt),
-            encode=env.encode,
-        )
+        return {
+            "cancel": self._cancel,
+            "run_id": env.run_id,
+            "workflow": env.workflow,
+            "base_dir": env.base_dir,
+            "secrets": env.secrets,
+            "log": _LazyLog(env.log, task.path, task.attempt),
+            "encode": env.encode,
+        }
+
+    def _start_async(self, aio: AsyncExecutor) -> None:
+        call = prepare_task(self._task, **self._options())
         if not isinstance(call, TaskCall):
             self._outcome = call
             self._stop()

@@ -303,15 +303,6 @@ class PermitsGranted(NamedTuple):
 
     count: int  # type: ignore[assignment]  # shadows tuple.count
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class TaskSucceeded(NamedTuple):
     """The attempt ``token`` returned ``output``; ``encoded`` is its snapshot encoding, if made."""
@@ -320,15 +311,6 @@ class TaskSucceeded(NamedTuple):
     output: Any
     encoded: bytes | None = None
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class TaskFailed(NamedTuple):
     """The attempt ``token`` raised (or its executor died: ``error.type == 'NodeCrashedError'``)."""
@@ -336,44 +318,17 @@ class TaskFailed(NamedTuple):
     token: int
     error: ErrorInfo
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class TaskCancelled(NamedTuple):
     """The attempt ``token`` stopped because it saw its cancellation."""
 
     token: int
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class TimerFired(NamedTuple):
     """The timer ``timer`` started by :class:`StartTimer` is due."""
 
     timer: int
-
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,44 +382,17 @@ class RequestPermits(NamedTuple):
 
     count: int  # type: ignore[assignment]  # shadows tuple.count
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class ReleasePermits(NamedTuple):
     """Give ``count`` held permits back."""
 
     count: int  # type: ignore[assignment]  # shadows tuple.count
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class WithdrawPermits(NamedTuple):
     """Drop up to ``count`` requests still queued at the semaphore (no longer needed)."""
 
     count: int  # type: ignore[assignment]  # shadows tuple.count
-
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
 
 
 class StartTask(NamedTuple):
@@ -483,15 +411,6 @@ class StartTask(NamedTuple):
     fault: Any = None
     fallback_for: str | None = None
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class CancelTask(NamedTuple):
     """Ask attempt ``token`` to stop (cooperatively: set its cancellation token)."""
@@ -499,29 +418,11 @@ class CancelTask(NamedTuple):
     token: int
     reason: str
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class AbandonTask(NamedTuple):
     """Stop waiting for attempt ``token``: it ignored cancellation past its grace period."""
 
     token: int
-
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
 
 
 class StartTimer(NamedTuple):
@@ -530,29 +431,11 @@ class StartTimer(NamedTuple):
     timer: int
     delay: float
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
-
 
 class CancelTimer(NamedTuple):
     """The timer ``timer`` is no longer needed (firing it anyway is harmless)."""
 
     timer: int
-
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,14 +456,36 @@ class Emit(NamedTuple):
 
     event: RunEvent
 
-    def __eq__(self, other: object) -> bool:
-        return _typed_eq(self, other)
 
-    def __ne__(self, other: object) -> bool:
-        return not _typed_eq(self, other)
+#: The NamedTuple messages: compared by type and fields (see _typed_eq).
+_MESSAGES: tuple[type[tuple[Any, ...]], ...] = (
+    PermitsGranted,
+    TaskSucceeded,
+    TaskFailed,
+    TaskCancelled,
+    TimerFired,
+    RequestPermits,
+    ReleasePermits,
+    WithdrawPermits,
+    StartTask,
+    CancelTask,
+    AbandonTask,
+    StartTimer,
+    CancelTimer,
+    Emit,
+)
 
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
+
+def _typed_ne(self: tuple[Any, ...], other: object) -> bool:
+    return not _typed_eq(self, other)
+
+
+for _message in _MESSAGES:
+    # A plain tuple's __eq__ would make ReleasePermits(1) == RequestPermits(1).
+    setattr(_message, "__eq__", _typed_eq)  # noqa: B010 - assigned after the class bodies
+    setattr(_message, "__ne__", _typed_ne)  # noqa: B010
+    setattr(_message, "__hash__", tuple.__hash__)  # noqa: B010
+del _message
 
 
 class _Marker:
