@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shlex
@@ -67,8 +68,15 @@ DEFAULT_SECTIONS = SECTIONS[:-1]
 GRAPHS = ("chain", "wide", "layered")
 ROOT = Path(__file__).resolve().parent.parent
 
-MAKESPAN_TARGET = 1.10
-SNAPSHOT_TARGET = 1.15
+MAKESPAN_TARGET = 1.05
+SNAPSHOT_TARGET = 1.10
+#: Per-node overhead: eager at most this many times the floor, on every graph and size.
+FLOOR_TARGET = 3.0
+#: ... and at most this fraction of Dask's threaded scheduler on the 10k layered DAG.
+DASK_THREADED_TARGET = 0.5
+#: Memory per added node from the second-largest to the largest size, over the same from
+#: the smallest to the second-largest: at most this (flat = linear).
+GROWTH_TARGET = 1.2
 DASK_OVERHEAD_TARGET = 1.20
 DASK_MAKESPAN_TARGET = 1.05
 SIM_TARGET = 500.0
@@ -343,6 +351,8 @@ def scale(h: Harness) -> list[Table]:
             "KB/node",
             f"{_size_label(high)} ok",
         ]
+        if len(sizes) > 2:
+            headers += ["growth", "time n^k"]
     table = Table("Peak memory: peak RSS of each system's worker process", headers)
     for system in systems:
         for graph in GRAPHS:
@@ -359,6 +369,10 @@ def scale(h: Harness) -> list[Table]:
                     cells.append("-")
                 else:
                     cells.append(f"yes, {last['median']:.1f} s" if last.get("ok") else "NO")
+            if len(sizes) > 2:
+                ratio, exponent = growth(h, system, graph)
+                cells.append(_fmt(ratio, 2))
+                cells.append(_fmt(exponent, 2) if system != "graph-only" else "-")
             table.add(*cells)
     if len(sizes) > 1:
         table.notes.append(
@@ -370,6 +384,14 @@ def scale(h: Harness) -> list[Table]:
             f"across sizes = linear). `graph-only` builds the graph and runs nothing. "
             f"{_size_label(high)} ok: every node of the {_size_label(high)}-node graph ran "
             f"(median wall time)."
+        )
+    if len(sizes) > 2:
+        table.notes.append(
+            f"growth: KB per added node from {_size_label(sizes[-2])} to "
+            f"{_size_label(sizes[-1])} over the same from {_size_label(sizes[0])} to "
+            f"{_size_label(sizes[-2])} (1.00: memory linear in nodes; target ≤ "
+            f"{GROWTH_TARGET:.1f}). time n^k: the exponent k of the whole call's time from "
+            f"{_size_label(sizes[-2])} to {_size_label(sizes[-1])} nodes (1.00: linear)."
         )
     return [table]
 
@@ -631,6 +653,8 @@ def targets(h: Harness) -> Table:
             table.add(label, f"{rate:,.0f}", "yes" if rate >= SIM_TARGET else "no")
         else:
             table.add(label, "FAILED", "no")
+    _overhead_targets(h, table)
+    _scale_targets(h, table)
     largest = max(s.sizes)
     for system in WAVECREST:
         done = [
@@ -646,6 +670,83 @@ def targets(h: Harness) -> Table:
             "yes" if ok else "no",
         )
     return table
+
+
+def _run_median(h: Harness, system: str, graph: str, size: int) -> float | None:
+    record = h.records.get(("run", "--system", system, "--graph", graph, "--size", str(size)))
+    return _median(record) if record is not None else None
+
+
+def _overhead_targets(h: Harness, table: Table) -> None:
+    """Eager against the floor on every cell, against Dask on the 10k layered DAG, and
+    against waves mode: the per-node overhead targets."""
+    s = h.settings
+    for size in s.sizes:
+        for graph in GRAPHS:
+            eager = _run_median(h, "wavecrest-eager", graph, size)
+            floor = _run_median(h, "floor", graph, size)
+            if eager is not None and floor is not None:
+                value = eager / floor
+                table.add(
+                    f"{graph} {size:,}: eager / floor ≤ {FLOOR_TARGET:.1f}",
+                    f"{value:.2f}",
+                    "yes" if value <= FLOOR_TARGET else "no",
+                )
+            waves = _run_median(h, "wavecrest-waves", graph, size)
+            if eager is not None and waves is not None:
+                value = eager / waves
+                table.add(
+                    f"{graph} {size:,}: eager / waves ≤ 1.00",
+                    f"{value:.2f}",
+                    "yes" if value <= 1.0 else "no",
+                )
+    eager = _run_median(h, "wavecrest-eager", "layered", 10_000)
+    dask = _run_median(h, "dask", "layered", 10_000)
+    if eager is not None and dask is not None:
+        value = eager / dask
+        table.add(
+            f"layered 10,000: eager / dask threaded ≤ {DASK_THREADED_TARGET:.1f}",
+            f"{value:.2f}",
+            "yes" if value <= DASK_THREADED_TARGET else "no",
+        )
+
+
+def growth(h: Harness, system: str, graph: str) -> tuple[float | None, float | None]:
+    """``(memory growth ratio, time exponent)`` of ``system`` on ``graph`` over the sizes:
+    KB per added node from the second-largest size to the largest over the same from the
+    smallest to the second-largest (1.0: linear), and the exponent k of time ~ n^k from the
+    second-largest size to the largest (1.0: linear). None where a run is missing."""
+    sizes = h.settings.sizes
+    if len(sizes) < 3:
+        return None, None
+    low, mid, high = sizes[0], sizes[-2], sizes[-1]
+    records = [
+        h.records.get(("run", "--system", system, "--graph", graph, "--size", str(n)))
+        for n in (low, mid, high)
+    ]
+    if any(r is None or not r.get("ok") for r in records):
+        return None, None
+    rss = [r["rss_peak_kb"] for r in records]  # type: ignore[index]
+    early = (rss[1] - rss[0]) / (mid - low)
+    late = (rss[2] - rss[1]) / (high - mid)
+    ratio = late / early if early > 0 else None
+    t_mid, t_high = records[1]["median"], records[2]["median"]  # type: ignore[index]
+    exponent = math.log(t_high / t_mid) / math.log(high / mid)
+    return ratio, exponent
+
+
+def _scale_targets(h: Harness, table: Table) -> None:
+    for system in WAVECREST:
+        for graph in GRAPHS:
+            ratio, exponent = growth(h, system, graph)
+            if ratio is None or exponent is None:
+                continue
+            table.add(
+                f"{system} {graph}: memory per node grows ≤ {GROWTH_TARGET:.1f}x",
+                f"{ratio:.2f}",
+                "yes" if ratio <= GROWTH_TARGET else "no",
+            )
+            table.add(f"{system} {graph}: time ~ n^k, k (1 is linear)", f"{exponent:.2f}", "-")
 
 
 # -- entry point -------------------------------------------------------------------

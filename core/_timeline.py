@@ -230,6 +230,8 @@ class _Reader:
             if at is None:
                 return
             current = [at, at, False, None, 0]
+        if at is not None and at < current[0]:
+            at = current[0]  # a damaged log's finish before its start: the segment is empty
         last = current[1] if at is None else max(current[1], at)
         for attempt in list(self.open.values()):
             self.attempts.append(attempt.close(None if at is None else at, "interrupted"))

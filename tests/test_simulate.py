@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from profiles import examples
 from wavecrest.core import (
@@ -292,14 +292,35 @@ def test_fault_plans_aim_at_the_workflows_ids_and_types(data: st.DataObject) -> 
     assert 0 <= data.draw(seeds()) < 2**32
 
 
+#: A generated workflow none of whose task nodes runs: a foreach over no items.
+EMPTY_FOREACH = """---
+name: generated
+---
+<workflow>
+  <foreach id="t-0" collection="[]">
+    <transform id="t-1" type="wc-probe" read="{{ [input] }}"/>
+  </foreach>
+</workflow>
+"""
+
+
 def test_generated_workflows_simulate_without_registering_anything() -> None:
+    """The probe runtime of generated workflows is there without registering it: every run
+    completes, and every task node it starts succeeds (a foreach over no items starts
+    none)."""
+    with probe_runtime():
+        empty_foreach = parse_workflow(EMPTY_FOREACH, "generated.flow.md")
+
     @settings(max_examples=examples(10), deadline=None)
     @given(workflow=workflows(), seed=seeds())
+    @example(workflow=empty_foreach, seed=0)
     def runs(workflow: Any, seed: int) -> None:
         sim = simulate(workflow, seed=seed)
         assert sim.result is not None
         assert sim.result.status == "completed"
-        assert any(isinstance(e, NodeStarted) for e in sim.events)
+        assert all(r.status in ("succeeded", "skipped") for r in sim.result.nodes.values())
+        started = {e.path for e in sim.events if isinstance(e, NodeStarted)}
+        assert started <= {p for p, r in sim.result.nodes.items() if r.status == "succeeded"}
 
     runs()
 

@@ -423,6 +423,12 @@ LOGS = st.lists(st.one_of(ENTRIES.map(json.dumps), st.text(max_size=12)), max_si
         f'"timestamp": "{stamp(T0 + 1)}"}}',
     ]
 )
+@example(
+    [
+        json.dumps({"event": "run.started", "timestamp": stamp(T0 + 1)}),
+        json.dumps({"event": "run.finished", "timestamp": stamp(T0)}),
+    ]
+)
 def test_any_log_however_damaged_gives_a_timeline_the_report_can_draw(log: list[str]) -> None:
     timeline = read_timeline(log)
     assert timeline.unreadable <= len(log)
