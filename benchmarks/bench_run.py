@@ -730,8 +730,10 @@ def growth(h: Harness, system: str, graph: str) -> tuple[float | None, float | N
     early = (rss[1] - rss[0]) / (mid - low)
     late = (rss[2] - rss[1]) / (high - mid)
     ratio = late / early if early > 0 else None
-    t_mid, t_high = records[1]["median"], records[2]["median"]  # type: ignore[index]
-    exponent = math.log(t_high / t_mid) / math.log(high / mid)
+    times = [r.get("median") for r in records[1:]]  # type: ignore[union-attr]
+    if None in times:  # graph-only times nothing
+        return ratio, None
+    exponent = math.log(times[1] / times[0]) / math.log(high / mid)
     return ratio, exponent
 
 

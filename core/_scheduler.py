@@ -280,6 +280,48 @@ class _Pending:
         self.started_at = started_at
 
 
+class _ReadyQueue:
+    """The task nodes ready for a permit, in start order: highest priority (longest
+    remaining path) first, then frame creation order, then declaration order.
+
+    One heap per priority of ``(frame seq, index, push number, ready since)``, and a
+    heap of the priorities that have one. A run's lowest-priority nodes (those with
+    no dependents, which eager mode starts last) can pile up by the thousand; in a
+    bucket of their own they leave the heaps every start pops from small. Entries
+    hold numbers only, the frames being looked up by seq, so the garbage collector
+    stops tracking the entries that wait (a waiting tuple that holds a frame is
+    scanned by every collection of its generation). Entries are never removed
+    early: :meth:`pop` may return one that is no longer ready, which the caller skips.
+    """
+
+    __slots__ = ("_buckets", "_frames", "_priorities", "_pushes")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, list[tuple[int, int, int, float]]] = {}
+        self._priorities: list[int] = []  # negated, so heapq pops the highest first
+        self._frames: dict[int, _Frame] = {}  # seq -> frame, for every frame pushed from
+        self._pushes = count()
+
+    def push(self, priority: int, frame: _Frame, index: int, since: float) -> None:
+        bucket = self._buckets.get(priority)
+        if bucket is None:
+            bucket = self._buckets[priority] = []
+            heapq.heappush(self._priorities, -priority)
+        self._frames[frame.seq] = frame
+        heapq.heappush(bucket, (frame.seq, index, next(self._pushes), since))
+
+    def pop(self) -> tuple[_Frame, int, float] | None:
+        """The first entry in start order as ``(frame, index, ready since)``, or None."""
+        priorities, buckets = self._priorities, self._buckets
+        while priorities:
+            bucket = buckets[-priorities[0]]
+            if bucket:
+                seq, index, _, since = heapq.heappop(bucket)
+                return self._frames[seq], index, since
+            del buckets[-heapq.heappop(priorities)]
+        return None
+
+
 class Scheduler:
     """One run of a planned workflow, driven by inputs and answering with commands.
 
@@ -331,8 +373,7 @@ class Scheduler:
         self._work: deque[tuple[_Frame, int]] = deque()
         # Ready task nodes: (priority, frame seq, index, push seq, frame, monotonic time
         # made ready). The push seq is unique, so the frame and time are never compared.
-        self._ready: list[tuple[int, int, int, int, _Frame, float]] = []
-        self._push_seq = count()
+        self._ready = _ReadyQueue()
         self._frame_seq = count()
         self._tokens = count(1)
         self._timer_ids = count(1)
@@ -531,17 +572,7 @@ class Scheduler:
         if isinstance(node, TaskNode):
             frame.state[index] = READY
             self._nready += 1
-            heapq.heappush(
-                self._ready,
-                (
-                    -(pn.rank + frame.base),
-                    frame.seq,
-                    index,
-                    next(self._push_seq),
-                    frame,
-                    self.clock.monotonic(),
-                ),
-            )
+            self._ready.push(pn.rank + frame.base, frame, index, self.clock.monotonic())
         elif isinstance(node, DelayNode):
             self._begin_wait(frame, index)
             self._timer_of[path] = self._timer(node.duration, "delay", (frame, index))
@@ -581,12 +612,12 @@ class Scheduler:
             self._out.append(ReleasePermits(surplus))
 
     def _pop_ready(self) -> tuple[_Frame, int, float] | None:
-        ready = self._ready
-        while ready:
-            *_, index, _, frame, since = heapq.heappop(ready)
+        pop = self._ready.pop
+        while (entry := pop()) is not None:
+            frame, index, _ = entry
             if frame.state[index] == READY and not frame.defunct:
                 self._nready -= 1
-                return frame, index, since
+                return entry
         return None
 
     def _start_attempt(self, frame: _Frame, index: int, ready_since: float) -> None:
@@ -884,17 +915,7 @@ class Scheduler:
         frame.state[index] = READY
         self._nready += 1
         pn = frame.nodes[index]
-        heapq.heappush(
-            self._ready,
-            (
-                -(pn.rank + frame.base),
-                frame.seq,
-                index,
-                next(self._push_seq),
-                frame,
-                self.clock.monotonic(),
-            ),
-        )
+        self._ready.push(pn.rank + frame.base, frame, index, self.clock.monotonic())
 
     def _fail_node(self, pending: _Pending, decision: FailNode | None) -> None:
         frame, index = pending.frame, pending.index
@@ -1014,8 +1035,8 @@ class Scheduler:
             if att.cancel is None:
                 att.cancel = "stopping"
                 self._out.append(CancelTask(att.token, "stopping"))
-        while self._ready:
-            _, _, index, _, frame, _ = heapq.heappop(self._ready)
+        while (entry := self._ready.pop()) is not None:
+            frame, index, _ = entry
             if frame.state[index] == READY:
                 frame.state[index] = PENDING
         self._nready = 0
