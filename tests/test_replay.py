@@ -11,6 +11,7 @@ import json
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,108 @@ def test_a_retry_that_became_due_before_a_fail_fast_stop_replays_clean(tmp_path:
         unregister_runtime("transform:due-retried")
         unregister_runtime("transform:due-failing")
     assert silent == 1
+
+
+SUPERSEDED = """---
+name: superseded
+---
+<workflow>
+  <loop id="n0" max="1">
+    <parallel id="t-1" wait="any">
+      <branch name="b0">
+        <transform id="t-2" type="wc-probe" read="{{ [input] }}">
+          <on-error><fallback node="fb-t-2"/></on-error>
+        </transform>
+        <transform id="fb-t-2" type="wc-probe"/>
+      </branch>
+      <branch name="b1">
+        <transform id="t-3" type="wc-probe"/>
+      </branch>
+    </parallel>
+  </loop>
+  <transform id="t-4" type="wc-probe"/>
+</workflow>
+"""
+NOT_NEEDED = "not needed: 'n0[0]/t-1' finished"
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        # t-2's failure reached the scheduler after t-4 gave its permit to t-3; the
+        # supervisor's decision on it was still on its way when t-3 finished the parallel.
+        # ("t-3:2": t-3 started, 2 attempts holding permits.)
+        [
+            "t-4:1",
+            "t-2:2",
+            "fault t-2",
+            "ok t-4",
+            "t-3:2",
+            "ok t-3",
+            "cancel t-2",
+            "ok t-1",
+            "ok n0",
+        ],
+        # ... or it came first, and its permit is the one t-3 started with.
+        [
+            "t-4:1",
+            "t-2:2",
+            "fault t-2",
+            "t-3:2",
+            "ok t-4",
+            "ok t-3",
+            "cancel t-2",
+            "ok t-1",
+            "ok n0",
+        ],
+    ],
+    ids=["after-t-4", "before-t-4"],
+)
+def test_a_failure_still_awaiting_its_decision_when_cancelled_replays_clean(
+    tmp_path: Path, order: list[str]
+) -> None:
+    """An attempt that failed while the supervisor's decision on it was on its way, and was
+    then cancelled because its parallel had finished, logs only its cancellation, at
+    once, before the parallel's success: the replay must infer that silent failure
+    (found by the explore profile of the property below, under load)."""
+    path = tmp_path / "superseded.flow.md"
+    path.write_text(SUPERSEDED)
+    faults = {"rules": [{"node": "t-2", "attempts": [1], "raise": "transient"}]}
+    result = run_workflow(
+        path, state_dir=tmp_path / "state", faults=faults, seed=0, max_concurrency=2
+    )
+    assert result.status == "completed"
+    log = Path(result.snapshot_path).with_suffix(".jsonl")
+    recorded = log_lines(result)
+    head = {"run_id": result.run_id, "workflow": "superseded"}
+    began = datetime.fromisoformat(recorded[0]["timestamp"].rstrip("Z"))
+
+    def stamp(k: int) -> str:  # k ms after the run started
+        return (began + timedelta(milliseconds=k)).isoformat(timespec="microseconds") + "Z"
+
+    lines = [recorded[0]]
+    for k, step in enumerate(order, start=1):
+        what, _, node = step.rpartition(" ")
+        node, _, running = node.partition(":")
+        node = node if node in ("t-4", "n0") else f"n0[0]/{node}"
+        if what == "":
+            line = {"node": node, "attempt": 1, "queued": 0.0, "running": int(running)}
+            line["event"] = "node.started"
+        elif what == "fault":
+            line = {"node": node, "attempt": 1, "fault": "raise transient", "rule": 0}
+            line["event"] = "fault.injected"
+        elif what == "ok":
+            line = {"node": node, "attempt": 1, "duration": 0.001, "event": "node.succeeded"}
+        else:
+            line = {"node": node, "attempt": 1, "reason": NOT_NEEDED, "event": "node.cancelled"}
+        lines.append({**head, **line, "level": "info", "timestamp": stamp(k)})
+    lines.append(recorded[-1])
+    assert lines[-1]["event"] == "run.finished"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = replay(log)
+    assert report.ok, report.divergence
+    assert report.events == len(lines)
+    check_trace(log)
 
 
 @pytest.mark.slow

@@ -30,7 +30,14 @@ How the recorded outcomes are played:
   decision, made by the core's :class:`~wavecrest.core.Supervisor` from the
   run's policy and seed;
 * a recorded cancellation of a run that was not failing is the run's
-  cancellation or its run timeout, as the log's ``run.finished`` says.
+  cancellation or its run timeout, as the log's ``run.finished`` says;
+* an attempt whose failure reached the scheduler while the supervisor's
+  decision on it was still on its way, and which was then cancelled (its
+  parallel had finished, say), leaves no failure in the log: only its
+  cancellation, logged at once, before what the outcome that made it
+  unneeded led to. When the replay diverges on such a cancellation, the
+  segment is replayed again with that attempt failing (with its injected
+  fault's error, when it had one) just before that outcome.
 
 Each resume in the log (a segment starting with a resumed ``run.started``)
 is replayed by a scheduler of its own, resuming from the paths that segment
@@ -49,7 +56,7 @@ from itertools import chain, islice
 from typing import Any
 
 from .._clock import FakeClock
-from .._errors import WavecrestError
+from .._errors import NodeCrashedError, WavecrestError
 from .._events import (
     CancelRun,
     CancelTask,
@@ -84,6 +91,7 @@ from .._faults import FaultPlan, load_faults
 from .._graph import Plan
 from .._model import CheckpointNode, DelayNode
 from .._parse import load_workflow, parse_workflow
+from .._retry import error_info
 from .._scheduler import RunSettings, Scheduler
 from .._snapshot import RunRecord
 from .._supervisor import Supervisor, SupervisorPolicy
@@ -207,9 +215,12 @@ def _key(event: RunEvent) -> tuple[Any, ...]:
 
 
 class _Diverged(Exception):
-    def __init__(self, divergence: Divergence) -> None:
+    def __init__(self, divergence: Divergence, hint: tuple[int, str] | None = None) -> None:
         super().__init__(divergence.message)
         self.divergence = divergence
+        #: (event index, path): the divergence is explained if ``path``'s attempt failed
+        #: silently just before the outcome played for that event (see the module doc).
+        self.hint = hint
 
 
 # --- one segment ----------------------------------------------------------------------
@@ -229,6 +240,7 @@ class _Segment:
         decisions: Mapping[str, bool],
         faults: FaultPlan | None,
         secrets: Mapping[str, str],
+        silent: Mapping[int, tuple[str, ...]] | None = None,
     ) -> None:
         options = record.options
         rt = plan.workflow.runtime
@@ -273,6 +285,14 @@ class _Segment:
         self.held = 0
         self.finished: Finished | None = None
         self.matched = 0
+        #: Event index -> paths whose attempt in flight failed silently just before the
+        #: outcome that index's event was played with (see the module doc).
+        self.silent: Mapping[int, tuple[str, ...]] = silent or {}
+        #: The index of the event whose cause was played last, and the paths that had an
+        #: attempt in flight, not asked to stop, just before it.
+        self.caused_at = -1
+        self.flying: frozenset[str] = frozenset()
+        self.index = -1
 
     # -- driving the scheduler
 
@@ -339,6 +359,10 @@ class _Segment:
                     raise self.diverged(logged, current)
                 self.matched += 1
                 return
+            self.flying = frozenset(
+                path for path, start in self.running.items() if start.token not in self.cancelling
+            )
+            self.caused_at = self.index
             if not self.cause(logged, later):
                 raise self.diverged(logged, self.next_decision())
         raise self.diverged(logged, None)  # pragma: no cover - a scheduler that loops
@@ -374,8 +398,11 @@ class _Segment:
         return self.unstick()
 
     def free_a_permit(self, later: Iterable[LoggedEvent]) -> bool:
-        """End the attempt in flight whose failure the log shows next (see the module doc)."""
+        """End the attempt in flight whose failure the log shows next (see the module doc);
+        failing that, the first one whose end in the log is a cancellation: it failed
+        silently, its decision still on its way when it was cancelled."""
         passed: set[str] = set()
+        cancelled: str | None = None
         for logged in later:
             event = logged.event
             path = getattr(event, "path", None)
@@ -384,8 +411,14 @@ class _Segment:
             if isinstance(event, NodeRetrying | NodeFailed):
                 self.end_attempt(path, event.error)
                 return True
-            # Any other end (a success, a cancellation) came while it held its permit.
+            # Any other end (a success, a cancellation) came while it held its permit,
+            # unless nothing else can have given the permit back.
+            if cancelled is None and isinstance(event, NodeCancelled):
+                cancelled = path
             passed.add(path)
+        if cancelled is not None and self.running[cancelled].token not in self.cancelling:
+            self.fail_silently(cancelled)
+            return True
         return False
 
     def end_attempt(self, path: str, error: ErrorInfo) -> None:
@@ -577,11 +610,32 @@ class _Segment:
             )
         else:
             message = f"at {where}{segment}: the log records {recorded}; the code decides {now}"
+        hint = None
+        if (
+            logged is not None
+            and isinstance(logged.event, NodeCancelled)
+            and logged.event.path in self.flying
+            and self.caused_at >= 0
+        ):
+            hint = (self.caused_at, logged.event.path)
         return _Diverged(
             Divergence(
                 logged.line if logged is not None else None, self.number, recorded, now, message
-            )
+            ),
+            hint,
         )
+
+    def fail_silently(self, path: str) -> None:
+        """Fail ``path``'s attempt in flight as the recorded run's did, unlogged."""
+        start = self.running.get(path)
+        if start is None or start.token in self.cancelling:
+            return
+        fault = start.fault
+        if fault is not None and fault.kind == "raise":
+            exc: BaseException = fault.exception(start.node.id, start.attempt)
+        else:
+            exc = NodeCrashedError(f"{path!r} failed before the run logged its failure")
+        self.feed(TaskFailed(start.token, error_info(exc, node=path, attempt=start.attempt)))
 
     def run(self, stop_at: int | None = None) -> None:
         """Replay the segment; ``stop_at``: stop the run (as its run.finished says) just
@@ -589,8 +643,11 @@ class _Segment:
         self.apply(self.scheduler.start())
         events = self.events
         for index, logged in enumerate(events):
+            self.index = index
             if index == stop_at:
                 self.stop_run(events[index:])
+            for path in self.silent.get(index, ()):
+                self.fail_silently(path)
             try:
                 self.play(logged, partial(islice, events, index + 1, None))
             except _Stuck as exc:
@@ -624,38 +681,59 @@ def _workflow(recorded: RecordedRun, workflow: WorkflowLike | None) -> Plan:
 _AFTER_A_STOP = (NodeSucceeded, NodeFailed, NodeCancelled, RunFinished)
 
 
-def _play(make: Callable[[], _Segment], segment: Segment) -> tuple[int, Divergence | None]:
+#: How many silent failures one segment's replay may infer before reporting its divergence.
+_MAX_SILENT = 100
+
+Silent = Mapping[int, tuple[str, ...]]
+
+
+def _play(make: Callable[[Silent], _Segment], segment: Segment) -> tuple[int, Divergence | None]:
     """Replay one segment: the events matched, and the divergence if there is one.
+
+    A divergence on the cancellation of an attempt that was in flight is first tried
+    as a silent failure of that attempt (see the module doc): the segment is replayed
+    again with it, as long as each replay explains one more.
 
     A run stopped by a cancellation or its run timeout records no event at the moment it
     stops when nothing waited to be cancelled: an attempt's success logged just before its
     end may have come before the stop (its dependents then started or were cancelled) or
-    after it. When the first replay diverges, each earlier point of the run's final stretch
+    after it. When the replay still diverges, each earlier point of the run's final stretch
     of events that can follow a stop is tried as the stop; the first that replays clean wins.
     """
-    replayer = make()
-    try:
-        replayer.run()
-        return replayer.matched, None
-    except _Diverged as exc:
-        first = exc.divergence
+    silent: dict[int, tuple[str, ...]] = {}
+    best: tuple[int, Divergence] | None = None
+    for _ in range(_MAX_SILENT + 1):
+        replayer = make(silent)
+        try:
+            replayer.run()
+            return replayer.matched, None
+        except _Diverged as exc:
+            if best is None or replayer.matched > best[0]:
+                best = (replayer.matched, exc.divergence)
+            hint = exc.hint
+        if hint is None or hint[1] in silent.get(hint[0], ()):
+            break
+        index, path = hint
+        silent = {**silent, index: (*silent.get(index, ()), path)}
+    assert best is not None
+    matched, first = best
     finished = segment.finished
     if finished is None or not isinstance(finished.event, RunFinished):
-        return replayer.matched, first
+        return matched, first
     if finished.event.status != "cancelled":
-        return replayer.matched, first
+        return matched, first
     events = segment.events
     start = len(events) - 1
     while start > 0 and isinstance(events[start - 1].event, _AFTER_A_STOP):
         start -= 1
     for stop_at in range(start, len(events)):
-        again = make()
+        again = make(silent)
         try:
             again.run(stop_at)
         except _Diverged:
             continue
         return again.matched, None
-    return replayer.matched, first
+    return matched, first
 
 
 def _waiting_at_end(segment: Segment) -> set[str]:
@@ -723,6 +801,7 @@ def replay(
         decisions = {p: record.decisions[p] for p in waited if p in record.decisions}
 
         def replayer(
+            silent: Silent,
             segment: Segment = segment,
             number: int = number,
             prior: dict[str, NodeResult] = prior,
@@ -737,6 +816,7 @@ def replay(
                 decisions=decisions,
                 faults=faults if number == 0 else None,
                 secrets=secret_values,
+                silent=silent,
             )
 
         played, divergence = _play(replayer, segment)
