@@ -27,9 +27,13 @@ of ``--repeat`` rounds per cell):
 
 ``--persist`` gives every run a state dir (snapshots, locks and logs in a
 temporary folder); ``--from-file`` submits the workflow as a ``.flow.md`` path,
-so each submission also reads and parses it.
+so each submission also reads and parses it. ``--switch-interval S`` sets
+``sys.setswitchinterval(S)`` first, as a host that wants a shorter loop lag
+may: how long a busy thread may keep the GIL before a waiting one (the loop's)
+gets it; Python's default is 5 ms.
 
-    python -m benchmarks.bench_async [--runs 200] [--repeat 3] [--persist] [--from-file] [--rst]
+    python -m benchmarks.bench_async [--runs 200] [--repeat 3] [--persist] [--from-file]
+                                     [--switch-interval S] [--rst]
 """
 
 from __future__ import annotations
@@ -178,9 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--persist", action="store_true", help="give every run a state dir")
     parser.add_argument("--from-file", action="store_true", help="submit a .flow.md path")
     parser.add_argument("--rst", action="store_true", help="print a reStructuredText table")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="sys.setswitchinterval(S) first, as a host may (default: Python's 0.005)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.repeat < 1:
         parser.error("--runs and --repeat must be at least 1")
+    if args.switch_interval is not None:
+        if not args.switch_interval > 0:
+            parser.error("--switch-interval must be above 0")
+        sys.setswitchinterval(args.switch_interval)
     register_noop()
     register_runtime(ASYNC_NOOP, _async_noop, replace=True)
     cells: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     source = "a .flow.md path" if args.from_file else "a Workflow"
     table = Table(
         f"asyncio host: {args.runs} concurrent 5-node runs ({what}, submitted as {source}), "
-        "Runtime(max_concurrency=8)",
+        f"Runtime(max_concurrency=8), switch interval {sys.getswitchinterval() * 1000:g} ms",
         [
             "variant",
             "runs/s",
