@@ -34,7 +34,7 @@ from yaml.resolver import Resolver
 
 from ._limits import MAX_ALIAS_VALUES, MAX_DIGITS, MAX_YAML_DEPTH
 
-__all__ = ["LimitError", "YAMLError", "compose", "construct", "load"]
+__all__ = ["LimitError", "YAMLError", "compose", "construct", "load", "load_all"]
 
 YAMLError = yaml.YAMLError
 
@@ -191,3 +191,17 @@ def load(text: str) -> Any:
     """The Python value of a one-document YAML text (None if empty); raises YAMLError."""
     node = compose(text)
     return None if node is None else construct(node)
+
+
+def load_all(text: str) -> list[Any]:
+    """The Python values of every document of a YAML text (``---`` apart), bounded as
+    :func:`load` is across the whole text; raises YAMLError."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except LimitError:
+        raise
+    except yaml.YAMLError:
+        if _Loader is _PureLoader:
+            raise
+        nodes = list(yaml.compose_all(text, Loader=_PureLoader))
+    return [None if node is None else construct(node) for node in nodes]

@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +434,28 @@ def test_source_yaml_several_documents_read_as_a_list_and_empty_as_none(tmp_path
     (tmp_path / "e.yaml").write_text("", encoding="utf-8")
     assert source(tmp_path, "m.yaml") == [{"a": 1}, [2], "x"]
     assert source(tmp_path, "e.yaml") is None
+
+
+def test_source_yaml_reads_as_the_workflow_s_own_yaml_bounded_and_dates_as_text(
+    tmp_path: Path,
+) -> None:
+    """A yaml data file goes through the same bounded reader as front matter: an alias
+    bomb (each level ten times the one before, a billion values at the ninth) is a
+    clear permanent error at once, not a run that eats the machine's memory."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for k in range(1, 9):
+        levels.append(f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(levels) + "\n", encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(PermanentError, match=r"as yaml: aliases repeat more than 100,000"):
+        source(tmp_path, "bomb.yaml")
+    assert time.monotonic() - started < 10  # linear in the text, not in the expansion
+    deep = "[" * 200 + "]" * 200
+    (tmp_path / "deep.yaml").write_text(deep, encoding="utf-8")
+    with pytest.raises(PermanentError, match=r"as yaml: "):
+        source(tmp_path, "deep.yaml")
+    (tmp_path / "d.yaml").write_text("when: 2024-01-01\n---\n- 1\n", encoding="utf-8")
+    assert source(tmp_path, "d.yaml") == [{"when": "2024-01-01"}, [1]]
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,9 @@ Reading, by format:
 
 * ``json``: the parsed document. A file of several compact documents, one per
   line (JSON Lines, what ``sink:file`` appends), reads as the list of them.
-* ``yaml``: the document (``yaml.safe_load``); several ``---`` documents read
-  as the list of them, an empty file as None.
+* ``yaml``: the document, read as the workflow's own YAML is (safe, bounded
+  nesting and aliases, dates kept as strings: see :mod:`wavecrest.core._yaml`);
+  several ``---`` documents read as the list of them, an empty file as None.
 * ``csv``: a list of dicts keyed by the header row, every value a string.
 * ``text``: the whole file as one string, unchanged.
 * ``lines``: a list of the lines without their endings (``\\n``, ``\\r\\n`` or
@@ -58,6 +59,7 @@ import yaml
 from .._context import RuntimeContext
 from .._errors import PermanentError
 from .._registry import RuntimeSpec
+from .._yaml import load_all as load_yaml_documents
 
 __all__ = ["EXTENSIONS", "FILE_RUNTIMES", "FORMATS", "MODES"]
 
@@ -156,7 +158,7 @@ def _parse_json_lines(text: str) -> list[Any] | None:
 
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = load_yaml_documents(text)
     except yaml.YAMLError as exc:
         raise PermanentError(f"cannot parse {path} as yaml: {exc}") from exc
     if not documents:
