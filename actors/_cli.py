@@ -182,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--state-dir", metavar="DIR")
     add_test_parser(commands, _positive)
-    for command in (validate, plan_cmd, run, resume):
+    for command in (validate, plan_cmd, run, resume, report):
         add_plugin_option(command)
     return parser
 

@@ -97,8 +97,9 @@ def _plan_of(record: RunRecord) -> tuple[Plan | None, str | None]:
         more = f" (and {len(exc.diagnostics) - 1} more)" if len(exc.diagnostics) > 1 else ""
         return None, (
             f"The graph is missing: the workflow the run recorded does not plan here: "
-            f"{first}{more}. Custom node types must be registered (wavecrest.core."
-            "register_runtime) for the graph; write the report from Python to have it."
+            f"{first}{more}. Custom node types must be registered for the graph: "
+            "wavecrest report -p MODULE (the module that registers them), or "
+            "write_report from Python after registering them."
         )
     except WavecrestError as exc:
         return None, f"The graph is missing: {exc}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,10 +20,16 @@ from typing import Any
 
 import pytest
 from reportruns import SCRIPT, SECRET, runs
-from wavecrest.actors import ReportError, resume_workflow
+from wavecrest.actors import ReportError, resume_workflow, run_workflow
 from wavecrest.actors._cli import main
 from wavecrest.actors._report import render_plan_report, write_report
-from wavecrest.core import load_workflow, parse_workflow, plan
+from wavecrest.core import (
+    load_workflow,
+    parse_workflow,
+    plan,
+    register_runtime,
+    unregister_runtime,
+)
 from wavecrest.core._report import OUTCOME_CODES
 from wavecrest.core._snapshot import encode_record, read_snapshot, write_atomic
 
@@ -325,6 +332,44 @@ def test_report_writes_the_file_and_prints_only_its_path(
     code, out, _ = run_cli(capsys, "report", str(made["failed"]), "-o", str(target))
     assert (code, out) == (0, f"{target}\n")
     assert target.stat().st_size > 0
+
+
+def test_report_draws_the_graph_of_custom_types_a_plugin_registers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "shout_runtimes.py"
+    plugin.write_text(
+        "from wavecrest.core import register_runtime\n"
+        "register_runtime('transform:shout-report', lambda ctx: str(ctx.input).upper(),"
+        " replace=True)\n"
+    )
+    flow = tmp_path / "custom.flow.md"
+    flow.write_text(
+        "---\nname: custom\n---\n<workflow>\n"
+        '  <transform id="hello" type="template" template="hi"/>\n'
+        '  <transform id="shout" type="shout-report" input="hello"/>\n</workflow>\n'
+    )
+    register_runtime("transform:shout-report", lambda ctx: str(ctx.input).upper())
+    try:
+        result = run_workflow(flow, state_dir=tmp_path / "state")
+    finally:
+        unregister_runtime("transform:shout-report")  # as in a fresh CLI process
+    assert result.status == "completed"
+    assert result.snapshot_path is not None
+    snapshot = result.snapshot_path
+    try:
+        bare, drawn = tmp_path / "bare.html", tmp_path / "drawn.html"
+        assert run_cli(capsys, "report", str(snapshot), "-o", str(bare))[0] == 0
+        assert "The graph is missing" in bare.read_text()
+        assert "wavecrest report -p MODULE" in bare.read_text()
+        argv = ("report", str(snapshot), "-o", str(drawn), "-p", str(plugin))
+        assert run_cli(capsys, *argv)[:2] == (0, f"{drawn}\n")
+        page = drawn.read_text()
+        assert "The graph is missing" not in page
+        assert 'id="graph"' in page
+    finally:
+        with contextlib.suppress(KeyError):  # the plugin registered it
+            unregister_runtime("transform:shout-report")
 
 
 @pytest.mark.parametrize(
