@@ -20,7 +20,9 @@ How the recorded outcomes are played:
   the log shows a start, so the scheduler picks among the same ready nodes
   as it did when its grant came; when every permit is held, the attempt in
   flight whose failure the log shows next is failed first (its failure had
-  released its permit before its retry or failure was decided and logged);
+  released its permit before its retry or failure was decided and logged),
+  or else the first whose end in the log is a cancellation (see the last
+  point);
 * a recorded success of an attempt in flight is its ``TaskSucceeded``, with
   the output the snapshot holds; of a delay or a checkpoint, its timer or the
   decision;
@@ -37,7 +39,9 @@ How the recorded outcomes are played:
   cancellation, logged at once, before what the outcome that made it
   unneeded led to. When the replay diverges on such a cancellation, the
   segment is replayed again with that attempt failing (with its injected
-  fault's error, when it had one) just before that outcome.
+  fault's error, when it had one) just before that outcome; when a start
+  needs a permit that no logged failure gave back, such an attempt is the
+  one that gave it.
 
 Each resume in the log (a segment starting with a resumed ``run.started``)
 is replayed by a scheduler of its own, resuming from the paths that segment
