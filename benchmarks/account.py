@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wavecrest.actors import run_workflow
-from wavecrest.core import execute_task, plan
+from wavecrest.core import NeverCancelled, execute_task, plan
 from wavecrest.core._clock import FakeClock
 from wavecrest.core._events import (
     Finished,
@@ -65,14 +65,6 @@ from wavecrest.core._semaphore import FifoSemaphore
 
 from .systems import register_runtimes
 from .worker import build
-
-
-class _NoCancel:
-    def is_set(self) -> bool:
-        return False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return False
 
 
 def _cpu(call: Callable[[], Any]) -> float:
@@ -140,7 +132,7 @@ def account(
         drive_core(planned, settings, starts)
 
     cores = [_cpu(core) for _ in range(repeat)]
-    cancel = _NoCancel()
+    cancel = NeverCancelled()
 
     def attempts() -> None:
         for start in starts:

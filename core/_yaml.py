@@ -23,7 +23,8 @@ Every YAML text wavecrest reads (front matter, config elements, fault files,
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -37,6 +38,7 @@ from ._limits import MAX_ALIAS_VALUES, MAX_DIGITS, MAX_YAML_DEPTH
 __all__ = ["LimitError", "YAMLError", "compose", "construct", "load", "load_all"]
 
 YAMLError = yaml.YAMLError
+_T = TypeVar("_T")
 
 
 class LimitError(ComposerError):
@@ -163,20 +165,26 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = _PureLoader
 
 
-def compose(text: str) -> Node | None:
-    """The node tree of a one-document YAML text, every node with its mark; None if empty.
-
-    Raises LimitError past a limit, and another YAMLError for invalid YAML.
-    """
+def _composed(compose_with: Callable[[type], _T]) -> _T:
+    """``compose_with(loader)`` with libyaml's parser where there is one; a text it
+    rejects is read again by PyYAML's own, which words the error (and has the last say
+    on what is valid)."""
     try:
-        return yaml.compose(text, Loader=_Loader)
+        return compose_with(_Loader)
     except LimitError:
         raise
     except yaml.YAMLError:
         if _Loader is _PureLoader:
             raise
-    # PyYAML's own parser words the error (and has the last say on what is valid).
-    return yaml.compose(text, Loader=_PureLoader)
+    return compose_with(_PureLoader)
+
+
+def compose(text: str) -> Node | None:
+    """The node tree of a one-document YAML text, every node with its mark; None if empty.
+
+    Raises LimitError past a limit, and another YAMLError for invalid YAML.
+    """
+    return _composed(lambda loader: yaml.compose(text, Loader=loader))
 
 
 def construct(node: Node) -> Any:
@@ -196,12 +204,5 @@ def load(text: str) -> Any:
 def load_all(text: str) -> list[Any]:
     """The Python values of every document of a YAML text (``---`` apart), bounded as
     :func:`load` is across the whole text; raises YAMLError."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except LimitError:
-        raise
-    except yaml.YAMLError:
-        if _Loader is _PureLoader:
-            raise
-        nodes = list(yaml.compose_all(text, Loader=_PureLoader))
+    nodes = _composed(lambda loader: list(yaml.compose_all(text, Loader=loader)))
     return [None if node is None else construct(node) for node in nodes]

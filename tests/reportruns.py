@@ -13,7 +13,9 @@ temporary directory, and returns the snapshot path of each by name:
 * ``paused``: ``examples/approval.flow.md`` stopped at its checkpoint;
 * ``resumed``: the same, approved by a resume (two segments).
 
-All of them use built-in node types only, so the CLI can plan them too.
+All of them use built-in node types only, so the CLI can plan them too;
+:func:`custom_type_run` makes one whose workflow does not plan where its custom
+type is not registered.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from wavecrest.actors import resume_workflow, run_workflow
+from wavecrest.core import RunResult, register_runtime, unregister_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -127,6 +130,34 @@ def runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.snapshot_path is not None
         _MADE[name] = Path(result.snapshot_path)
     return dict(_MADE)
+
+
+#: The custom node type of :func:`custom_type_run`, and a plugin file's text registering it.
+CUSTOM_TYPE = "transform:shout"
+CUSTOM_PLUGIN = (
+    "from wavecrest.core import register_runtime\n"
+    f"register_runtime({CUSTOM_TYPE!r}, lambda ctx: str(ctx.input).upper(), replace=True)\n"
+)
+
+
+def custom_type_run(folder: Path) -> RunResult:
+    """A completed, persisted run of a workflow with a custom node type (``shout``, reading
+    ``hello``), made in ``folder`` with the type registered and unregistered after it, as
+    in a process that never imported it."""
+    flow = folder / "custom.flow.md"
+    flow.write_text(
+        "---\nname: custom\n---\n<workflow>\n"
+        '  <transform id="shout" type="shout" input="hello"/>\n'
+        '  <transform id="hello" type="template" template="hi"/>\n</workflow>\n'
+    )
+    register_runtime(CUSTOM_TYPE, lambda ctx: str(ctx.input).upper())
+    try:
+        result = run_workflow(flow, state_dir=folder / "state")
+    finally:
+        unregister_runtime(CUSTOM_TYPE)
+    assert result.status == "completed"
+    assert result.snapshot_path is not None
+    return result
 
 
 def big_flow(n: int, layers: int = 100) -> str:

@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reportruns import SCRIPT, SECRET, runs
-from wavecrest.actors import ReportError, resume_workflow, run_workflow
+from reportruns import CUSTOM_PLUGIN, CUSTOM_TYPE, SCRIPT, SECRET, custom_type_run, runs
+from wavecrest.actors import ReportError, resume_workflow
 from wavecrest.actors._cli import main
 from wavecrest.actors._report import render_plan_report, write_report
 from wavecrest.core import (
     load_workflow,
     parse_workflow,
     plan,
-    register_runtime,
     unregister_runtime,
 )
 from wavecrest.core._report import OUTCOME_CODES
@@ -338,25 +337,9 @@ def test_report_draws_the_graph_of_custom_types_a_plugin_registers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plugin = tmp_path / "shout_runtimes.py"
-    plugin.write_text(
-        "from wavecrest.core import register_runtime\n"
-        "register_runtime('transform:shout-report', lambda ctx: str(ctx.input).upper(),"
-        " replace=True)\n"
-    )
-    flow = tmp_path / "custom.flow.md"
-    flow.write_text(
-        "---\nname: custom\n---\n<workflow>\n"
-        '  <transform id="hello" type="template" template="hi"/>\n'
-        '  <transform id="shout" type="shout-report" input="hello"/>\n</workflow>\n'
-    )
-    register_runtime("transform:shout-report", lambda ctx: str(ctx.input).upper())
-    try:
-        result = run_workflow(flow, state_dir=tmp_path / "state")
-    finally:
-        unregister_runtime("transform:shout-report")  # as in a fresh CLI process
-    assert result.status == "completed"
-    assert result.snapshot_path is not None
-    snapshot = result.snapshot_path
+    plugin.write_text(CUSTOM_PLUGIN)
+    snapshot = custom_type_run(tmp_path).snapshot_path
+    assert snapshot is not None
     try:
         bare, drawn = tmp_path / "bare.html", tmp_path / "drawn.html"
         assert run_cli(capsys, "report", str(snapshot), "-o", str(bare))[0] == 0
@@ -369,7 +352,7 @@ def test_report_draws_the_graph_of_custom_types_a_plugin_registers(
         assert 'id="graph"' in page
     finally:
         with contextlib.suppress(KeyError):  # the plugin registered it
-            unregister_runtime("transform:shout-report")
+            unregister_runtime(CUSTOM_TYPE)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reportruns import SCRIPT, big_flow, runs
+from reportruns import SCRIPT, big_flow, custom_type_run, runs
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -30,8 +30,6 @@ from wavecrest.core import (
     load_workflow,
     parse_workflow,
     plan,
-    register_runtime,
-    unregister_runtime,
 )
 from wavecrest.core._graphview import MAX_BOXES
 from wavecrest.core._snapshot import read_snapshot
@@ -243,17 +241,7 @@ def test_a_fallback_in_the_graph_shows_the_node_it_stood_in_for(
 def test_a_run_whose_workflow_no_longer_plans_loads_without_a_graph(
     browser: WebDriver, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "custom.flow.md"
-    flow.write_text(
-        "---\nname: custom\n---\n<workflow>\n"
-        '  <transform id="shout" type="shout" input="hello"/>\n'
-        '  <transform id="hello" type="template" template="hi"/>\n</workflow>\n'
-    )
-    register_runtime("transform:shout", lambda ctx: str(ctx.input).upper())
-    try:
-        result = run_workflow(flow, state_dir=tmp_path / "state")
-    finally:
-        unregister_runtime("transform:shout")
+    result = custom_type_run(tmp_path)
     assert result.snapshot_path is not None
     page = write_report(result.snapshot_path, tmp_path / "report.html")
     assert load(browser, page) == []
