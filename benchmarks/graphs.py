@@ -17,7 +17,9 @@ generator                        waves  edges
 :func:`sleep_layered` gives ``layered``'s graph with ``<transform type="sleep">``
 nodes instead (runtime key ``transform:sleep``, :func:`register_sleep`), each
 with a seeded ``seconds`` to wait; :func:`durations` and
-:func:`critical_path_seconds` read those back for the makespan lower bound.
+:func:`critical_path_seconds` read those back for the makespan lower bound, and
+:func:`list_schedule_seconds` gives the makespan of an ideal scheduler that
+starts ready nodes in a given order at no cost.
 
 :func:`to_flow_md` writes such a workflow as ``.flow.md`` text that
 :func:`wavecrest.core.parse_workflow` reads back into the same graph.
@@ -26,6 +28,7 @@ with a seeded ``seconds`` to wait; :func:`durations` and
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import math
 import random
@@ -41,6 +44,7 @@ __all__ = [
     "critical_path_seconds",
     "durations",
     "layered",
+    "list_schedule_seconds",
     "register_noop",
     "register_sleep",
     "sleep_layered",
@@ -165,6 +169,51 @@ def critical_path_seconds(workflow: Workflow, seconds: dict[str, float]) -> floa
         start = max((finish[i] for i in node.inputs), default=0.0)
         finish[node.id] = start + seconds.get(node.id, 0.0)
     return max(finish.values(), default=0.0)
+
+
+def list_schedule_seconds(
+    workflow: Workflow,
+    seconds: dict[str, float],
+    slots: int,
+    priority: dict[str, int] | None = None,
+) -> float:
+    """The makespan of a list schedule of ``workflow`` on ``slots`` workers that costs nothing.
+
+    Whenever a worker is free it starts the ready node of highest ``priority``
+    (then declaration order; no ``priority``: declaration order alone), which
+    takes exactly ``seconds`` of it; a node is ready when its inputs finished.
+    This is what an order of starts costs by itself, with no overhead: no
+    scheduler that knows nothing of the durations beforehand does better in
+    that order, so the gap between it and the lower bound is the order's, and
+    the gap between it and a real makespan is the runtime's.
+    """
+    order = {node.id: i for i, node in enumerate(workflow.body)}
+    dependents: dict[str, list[str]] = {node.id: [] for node in workflow.body}
+    waiting = {node.id: len(node.inputs) for node in workflow.body}
+    for node in workflow.body:
+        for source in node.inputs:
+            dependents[source].append(node.id)
+
+    def key(node: str) -> tuple[int, int]:
+        return (-(priority or {}).get(node, 0), order[node])
+
+    ready = [key(n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    ids = [node.id for node in workflow.body]
+    running: list[tuple[float, int]] = []  # (finish time, declaration index)
+    now, free = 0.0, slots
+    while ready or running:
+        while free and ready:
+            index = heapq.heappop(ready)[1]
+            heapq.heappush(running, (now + seconds.get(ids[index], 0.0), index))
+            free -= 1
+        now, index = heapq.heappop(running)
+        free += 1
+        for dependent in dependents[ids[index]]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, key(dependent))
+    return now
 
 
 def to_flow_md(workflow: Workflow) -> str:

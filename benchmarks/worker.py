@@ -48,9 +48,17 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from wavecrest.core import Workflow
+from wavecrest.core import Workflow, plan
 
-from .graphs import chain, critical_path_seconds, durations, layered, sleep_layered, wide
+from .graphs import (
+    chain,
+    critical_path_seconds,
+    durations,
+    layered,
+    list_schedule_seconds,
+    sleep_layered,
+    wide,
+)
 from .systems import CONCURRENCY, SYSTEMS, WAVECREST, Outcome, prepare, register_runtimes
 
 __all__ = ["build", "main", "measure", "measure_pairs", "measure_rounds", "time_call"]
@@ -282,6 +290,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record["critical_path"] = critical
         record["total_work"] = total
         record["lower_bound"] = max(critical, total / CONCURRENCY)
+        # wavecrest eager starts the ready node with the longest remaining path first.
+        ranks = {node_id: planned.rank for node_id, planned in plan(workflow).nodes.items()}
+        record["list_schedule"] = list_schedule_seconds(workflow, seconds, CONCURRENCY, ranks)
+        record["list_schedule_declared"] = list_schedule_seconds(workflow, seconds, CONCURRENCY)
     if args.kind == "paired":
         record["snapshots"] = "paired"
         record["rss_start_kb"] = rss_start

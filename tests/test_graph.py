@@ -754,3 +754,30 @@ def test_benchmark_graphs_parse_back_from_their_flow_md_text(graphs: ModuleType)
 def test_benchmark_flow_md_writer_refuses_control_nodes(graphs: ModuleType) -> None:
     with pytest.raises(ValueError, match=r"task nodes only, not <if> 'i'"):
         graphs.to_flow_md(workflow(if_("i", task("t"))))
+
+
+def test_an_ideal_list_schedule_starts_ready_nodes_in_the_order_given(
+    graphs: ModuleType,
+) -> None:
+    # n0 (1 s), then n1, n2 (1 s each) and n3 (2 s), all reading n0, on two workers.
+    fan_out = graphs.wide(4)
+    seconds = {"n0": 1.0, "n1": 1.0, "n2": 1.0, "n3": 2.0}
+    # In declaration order n3 starts last, at 2 s, when n1 and n2 have finished.
+    assert graphs.list_schedule_seconds(fan_out, seconds, 2) == 4.0
+    # Put first, n3 runs beside n1 and then n2.
+    assert graphs.list_schedule_seconds(fan_out, seconds, 2, {"n3": 1}) == 3.0
+    # One worker runs everything in turn; a chain never runs two nodes at once.
+    assert graphs.list_schedule_seconds(fan_out, seconds, 1) == 5.0
+    chain = graphs.chain(3)
+    assert graphs.list_schedule_seconds(chain, {"n0": 1.0, "n1": 2.0, "n2": 3.0}, 8) == 6.0
+
+
+def test_an_ideal_list_schedule_never_beats_the_makespan_lower_bound(graphs: ModuleType) -> None:
+    sleeps = graphs.sleep_layered(120, seed=5)
+    seconds = graphs.durations(sleeps)
+    bound = max(graphs.critical_path_seconds(sleeps, seconds), sum(seconds.values()) / 8)
+    ranks = {node_id: node.rank for node_id, node in plan(sleeps).nodes.items()}
+    for priority in (None, ranks):
+        makespan = graphs.list_schedule_seconds(sleeps, seconds, 8, priority)
+        # Graham's bound for any list schedule: at most (2 - 1/m) times the optimum.
+        assert bound <= makespan <= (2 - 1 / 8) * bound
