@@ -194,8 +194,10 @@ def list_schedule_seconds(
         for source in node.inputs:
             dependents[source].append(node.id)
 
+    rank = priority or {}
+
     def key(node: str) -> tuple[int, int]:
-        return (-(priority or {}).get(node, 0), order[node])
+        return (-rank.get(node, 0), order[node])
 
     ready = [key(n) for n, count in waiting.items() if count == 0]
     heapq.heapify(ready)
